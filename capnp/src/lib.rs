@@ -1,0 +1,1 @@
+//! The netserver public API as Cap'n Proto interfaces.

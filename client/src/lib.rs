@@ -1,0 +1,1 @@
+//! netclient: the client library of netserver.

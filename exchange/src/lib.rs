@@ -1,0 +1,1 @@
+//! Exchange regions: memfd-backed shared memory between the server and one client.

@@ -1,0 +1,52 @@
+//! A compiled filter: a disjunction of atom sequences.
+//!
+//! Each alternative is a conjunction, evaluated left to right: DPF's atom
+//! sequence. A frame matches the program when any alternative's atoms all
+//! hold. The number of atoms in the alternative that matched is the match's
+//! **specificity**, which the classifier uses to let the most specific filter
+//! win (see the classifier's documentation for the tie rule).
+
+use crate::atom::Atom;
+
+/// A compiled filter program.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Program {
+    alternatives: Vec<Vec<Atom>>,
+}
+
+impl Program {
+    /// A program from its alternatives. An empty alternative matches every
+    /// frame; a program with no alternatives matches none.
+    pub fn new(alternatives: Vec<Vec<Atom>>) -> Program {
+        Program { alternatives }
+    }
+
+    /// The program that matches every frame (the empty expression).
+    pub fn accept_all() -> Program {
+        Program::new(vec![Vec::new()])
+    }
+
+    /// The program that matches no frame.
+    pub fn reject_all() -> Program {
+        Program::new(Vec::new())
+    }
+
+    pub fn alternatives(&self) -> &[Vec<Atom>] {
+        &self.alternatives
+    }
+
+    /// Whether the frame matches: the naive evaluation, one alternative after
+    /// the other. The classifier must agree with this.
+    pub fn matches(&self, frame: &[u8], wire_len: u32) -> bool {
+        self.specificity(frame, wire_len).is_some()
+    }
+
+    /// The length of the longest alternative that matches, or `None`.
+    pub fn specificity(&self, frame: &[u8], wire_len: u32) -> Option<usize> {
+        self.alternatives
+            .iter()
+            .filter(|alt| alt.iter().all(|atom| atom.eval(frame, wire_len)))
+            .map(Vec::len)
+            .max()
+    }
+}
