@@ -20,9 +20,15 @@
 //! No I/O and no `unsafe` live here.
 
 pub mod atom;
+pub mod classifier;
+pub mod compile;
+pub mod parse;
 pub mod program;
+pub mod trie;
 
 pub use atom::{ArithOp, Atom, Base, Expr, Field, RelOp, Width};
+pub use classifier::{Classifier, FilterSet, InstallError, Limits};
+pub use compile::{compile, CompileError};
 pub use program::Program;
 
 /// A classification result: the tag of the filter that claimed a frame.

@@ -1,1 +1,37 @@
-fn main() {}
+//! `nsctl`: install filters on a netserver, watch what they receive, and
+//! inspect the server. `nsctl filter …` works offline on pcap files.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod filter;
+mod server;
+
+#[derive(Parser)]
+#[command(name = "nsctl", version, about = "netserver control tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with filter expressions offline (no server needed).
+    #[command(subcommand)]
+    Filter(filter::FilterCommand),
+    #[command(flatten)]
+    Server(server::ServerCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Filter(command) => filter::run(command),
+        Command::Server(command) => server::run(command),
+    }
+}

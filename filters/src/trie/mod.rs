@@ -1,0 +1,1 @@
+//! The merged DPF trie of every installed filter.
