@@ -17,7 +17,24 @@ pub struct Program {
 impl Program {
     /// A program from its alternatives. An empty alternative matches every
     /// frame; a program with no alternatives matches none.
+    ///
+    /// Atoms are pure tests, so a conjunction does not depend on their order
+    /// and an atom repeated within one alternative counts once: duplicates are
+    /// removed here (keeping the first), which makes an alternative's length
+    /// its specificity.
     pub fn new(alternatives: Vec<Vec<Atom>>) -> Program {
+        let alternatives = alternatives
+            .into_iter()
+            .map(|alternative| {
+                let mut distinct: Vec<Atom> = Vec::with_capacity(alternative.len());
+                for atom in alternative {
+                    if !distinct.contains(&atom) {
+                        distinct.push(atom);
+                    }
+                }
+                distinct
+            })
+            .collect();
         Program { alternatives }
     }
 
