@@ -1,0 +1,255 @@
+# netserver: the public API of the network server domain.
+#
+# One process (the server) owns a network interface. Clients install packet
+# filters written in pcap-filter syntax and receive, for each filter, a Fetch
+# capability through which they get exactly the frames their filter claimed.
+#
+# Two Unix sockets serve two bootstrap capabilities:
+#
+#   PATH            (mode 0666)  bootstraps `NetServer`: any local user.
+#   PATH.operator   (mode 0600)  bootstraps `Operator`: only the user the
+#                                server runs as (file permissions are the
+#                                authority; there is no other way to get it).
+#
+# Frames move in one of two ways, behind the same Fetch capability:
+#
+#   emulated mode  the frame bytes travel in the RPC reply (`Fetched.data`);
+#                  no shared memory, no privileges.
+#   shared mode    the client attached an exchange region (`attachRegion`);
+#                  frames are written into the client's own memory and
+#                  announced on its rx ring; `Fetched.data` stays empty.
+#
+# Frame indices, small-slot indices and tags are meaningful only to the server
+# that issued them: a tag carries a per-start random epoch in its high 16
+# bits, so anything presented to a restarted server fails with a "stale" error.
+@0xaaff8d9f34199795;
+
+# ---------------------------------------------------------------------------
+# Ordinary clients
+# ---------------------------------------------------------------------------
+
+interface NetServer {
+  # The bootstrap capability of the client socket.
+
+  installFilter @0 (expression :Text, options :FilterOptions) -> (fetch :Fetch);
+  # Compiles `expression` (pcap-filter syntax, as tcpdump takes it) and
+  # installs it. Fails with a message naming the position of a syntax error,
+  # the limit a filter exceeds, or the conflict with an installed filter.
+  # Monitor mode is refused here: use `Operator.installFilter`.
+  # The filter lives as long as the returned capability: dropping the last
+  # reference, calling `Fetch.close`, or the connection closing removes it
+  # and frees every frame and slot it held.
+
+  info @1 () -> (info :ServerInfo);
+  # What this server runs with: limits, sizes, its epoch.
+}
+
+struct FilterOptions {
+  mode @0 :FilterMode = exclusive;
+
+  queueLimit @1 :UInt32 = 0;
+  # Most frames waiting in this filter's own queue before they spill into the
+  # server's overflow pool. 0: the server default (`ServerInfo.queueLimit`).
+
+  frames @2 :UInt32 = 0;
+  # Size of this filter's frame space in emulated mode (how many page frames
+  # exist, numbered 0..frames-1). The server starts holding the first
+  # `frames / 2`; the client owns the rest and gives one in each `fetch`.
+  # 0: the server default (`ServerInfo.defaultFrames`).
+
+  smallSlots @3 :UInt32 = 0;
+  # Number of small slots (numbered 0..smallSlots-1). 0: server default.
+}
+
+enum FilterMode {
+  exclusive @0;
+  # Each matching frame goes to this filter only (the most specific of the
+  # installed exclusive filters wins; ties go to the one installed first).
+  monitor @1;
+  # A copy of every frame that matches, beside whatever exclusive filter gets
+  # it. Needs operator authority.
+}
+
+interface Fetch {
+  # The fetch capability: bound to one installed filter and its 64-bit tag.
+
+  tag @0 () -> (tag :UInt64);
+  # The filter's tag: epoch in the high 16 bits, a counter below; never 0,
+  # never reused within a run of the server.
+
+  fetch @1 (smallSlot :UInt32, page :UInt32) -> (result :Fetched);
+  # Frantz's fetch: take the next frame, if any. A frame of at most
+  # `ServerInfo.smallThreshold` bytes is copied into `smallSlot`; a larger
+  # one is delivered in a page frame the server held, and `page` (a frame the
+  # client owns) becomes the server's in exchange. If the next frame is
+  # small, or nothing is waiting, `page` stays the client's.
+  # Errors: `smallSlot` out of range; `page` out of range or not the
+  # client's (the server keeps its own ownership table).
+
+  fetchBatch @2 (max :UInt32, smallSlots :List(UInt32), pages :List(UInt32))
+      -> (results :List(Fetched));
+  # Up to `max` frames in one call. Small frames use `smallSlots` in order,
+  # large ones consume `pages` in order; the batch stops early when either
+  # list runs out or nothing more is waiting (no `empty` entries).
+
+  stats @3 () -> (stats :FilterStats);
+  # This filter's counters.
+
+  close @4 () -> ();
+  # Removes the filter now; frames still queued are dropped (reason
+  # `closed`). Later calls on this capability fail.
+
+  attachRegion @5 (ringEntries :UInt32, smallSlots :UInt32, frames :UInt32)
+      -> (token :Data, sidePath :Text, limits :RegionLimits);
+  # Shared mode: asks to attach an exchange region of the given geometry.
+  # The client then connects to the Unix socket at `sidePath`, sends `token`
+  # and, with SCM_RIGHTS, its sealed memfd and two eventfds (see the exchange
+  # crate's documentation for the layout). The token works once.
+}
+
+struct RegionLimits {
+  maxRingEntries @0 :UInt32;
+  maxSmallSlots @1 :UInt32;
+  maxFrames @2 :UInt32;
+  frameSize @3 :UInt32;
+  smallSlotSize @4 :UInt32;
+}
+
+struct Fetched {
+  # Where a fetched frame is.
+  union {
+    empty @0 :Void;
+    # Nothing was waiting.
+    small :group {
+      slot @1 :UInt32;
+      # The small slot the frame was copied into (the one the client named).
+      length @2 :UInt32;
+      # Captured bytes in the slot.
+    }
+    large :group {
+      frame @3 :UInt32;
+      # The page frame that now holds the frame and is now the client's.
+      length @4 :UInt32;
+      # Captured bytes in the frame.
+    }
+  }
+  wireLength @5 :UInt32;
+  # The frame's length on the wire (≥ length when the capture was cut short).
+  timestampNs @6 :UInt64;
+  # When the server received it, nanoseconds since the Unix epoch.
+  data @7 :Data;
+  # Emulated mode: the bytes of the slot or frame. Empty in shared mode.
+}
+
+struct FilterStats {
+  tag @0 :UInt64;
+  expression @1 :Text;
+  mode @2 :FilterMode;
+  packets @3 :UInt64;
+  # Frames delivered to the client (small + large).
+  bytes @4 :UInt64;
+  # Captured bytes delivered.
+  small @5 :UInt64;
+  # Frames delivered by copy into a small slot.
+  large @6 :UInt64;
+  # Frames delivered in a page frame (exchange).
+  zeroCopy @7 :UInt64;
+  # Large frames written once, straight into the client's frame.
+  copied @8 :UInt64;
+  # Large frames read into a server frame first and copied once.
+  queued @9 :UInt64;
+  # Frames waiting in the filter's queue now.
+  overflow @10 :UInt64;
+  # Frames waiting in the server's overflow pool for this filter now.
+  dropped @11 :UInt64;
+  # Frames that matched this filter and were dropped (all reasons).
+  drops @12 :List(DropCount);
+  # `dropped`, by reason.
+  refused @13 :UInt64;
+  # Client requests refused (bad page or slot index, ring misuse).
+}
+
+struct DropCount {
+  reason @0 :Text;
+  # `queue_full` (queue and overflow pool both full), `closed` (filter removed
+  # with frames queued), `no_filter` (no filter claimed the frame),
+  # `firewall` (an operator rule dropped it), `no_frame` (shared mode: the
+  # client posted no free frame).
+  count @1 :UInt64;
+}
+
+struct ServerInfo {
+  version @0 :Text;
+  epoch @1 :UInt16;
+  # High 16 bits of every tag this run issues.
+  backend @2 :Text;
+  # `emulated`, `pcap:FILE`, `af_packet:IFACE`, `tap:NAME`, …
+  smallThreshold @3 :UInt32;
+  # Frames of at most this many bytes go to small slots.
+  frameSize @4 :UInt32;
+  # Bytes in a page frame.
+  queueLimit @5 :UInt32;
+  # Default per-filter queue limit.
+  defaultFrames @6 :UInt32;
+  defaultSmallSlots @7 :UInt32;
+  sharedMode @8 :Bool;
+  # Whether `attachRegion` is offered.
+}
+
+# ---------------------------------------------------------------------------
+# Operator
+# ---------------------------------------------------------------------------
+
+interface Operator {
+  # The bootstrap capability of the owner-only operator socket.
+
+  inject @0 (frames :List(InjectedFrame)) -> (accepted :UInt32);
+  # Emulated backend: pushes frames into the emulated NIC, in order, as if
+  # received. Fails on other backends.
+
+  listFilters @1 () -> (filters :List(FilterStats));
+  # Every installed filter with its counters.
+
+  stats @2 () -> (stats :GlobalStats);
+  # Server-wide counters; the accounting identity holds in every snapshot.
+
+  shutdown @3 () -> ();
+  # Stops the server after replying.
+
+  installFilter @4 (expression :Text, options :FilterOptions) -> (fetch :Fetch);
+  # Like `NetServer.installFilter`, and monitor mode is allowed.
+
+  filterStats @5 (tag :UInt64) -> (stats :FilterStats);
+  # One filter's counters by tag. A tag from an earlier run of the server
+  # fails with "stale: the server restarted".
+
+  removeFilter @6 (tag :UInt64) -> ();
+  # Removes a filter by tag (same errors as `filterStats`).
+}
+
+struct InjectedFrame {
+  data @0 :Data;
+  wireLength @1 :UInt32;
+  # 0: the same as the data length.
+}
+
+struct GlobalStats {
+  received @0 :UInt64;
+  # Frames the backend produced.
+  deliveredSmall @1 :UInt64;
+  deliveredLarge @2 :UInt64;
+  control @3 :UInt64;
+  # Frames the server kept for its own control plane (ARP, ICMP, …).
+  queued @4 :UInt64;
+  # Frames waiting in filters' queues now.
+  overflow @5 :UInt64;
+  # Frames waiting in the overflow pool now.
+  dropped @6 :UInt64;
+  # Frames dropped, all reasons (see `drops`).
+  drops @7 :List(DropCount);
+  # received = deliveredSmall + deliveredLarge + control + queued + overflow + dropped
+  filters @8 :UInt32;
+  # Filters installed now.
+  epoch @9 :UInt16;
+  uptimeNs @10 :UInt64;
+}
