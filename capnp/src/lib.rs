@@ -20,3 +20,14 @@ pub use netserver_capnp::*;
 
 /// Socket path suffix of the owner-only operator socket, beside the client socket.
 pub const OPERATOR_SOCKET_SUFFIX: &str = ".operator";
+
+/// Where `netserver serve` listens and `nsctl` connects when no `--socket` is
+/// given and `NETSERVER_SOCKET` is unset.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/netserver.sock";
+
+/// The socket path from `NETSERVER_SOCKET`, or [`DEFAULT_SOCKET_PATH`].
+pub fn default_socket_path() -> std::path::PathBuf {
+    std::env::var_os("NETSERVER_SOCKET")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_SOCKET_PATH.into())
+}
