@@ -1,19 +1,75 @@
 //! The classifier: every installed filter merged into one immutable trie.
+//!
+//! A [`FilterSet`] is the control plane's mutable view: filters are
+//! installed and removed by tag, and every change publishes a new immutable
+//! [`Classifier`] (an `Arc`) that shares all untouched parts of the trie with
+//! the previous one. The data path holds an `Arc<Classifier>` and swaps in
+//! the new one when it likes; it never waits for an update, and an update
+//! never waits for it.
+//!
+//! ## What `classify` returns
+//!
+//! A filter matches a frame when one of its alternatives matches; its
+//! **specificity** for that frame is the number of atoms of the longest
+//! alternative that matches ([`Program::specificity`]). `classify` returns
+//! the tag of the matching filter with the highest specificity.
+//!
+//! **Tie rule:** among matching filters of equal specificity, the one
+//! installed first wins — the lowest insertion sequence. A filter that is
+//! removed and installed again counts as installed at its latest insertion.
+//! This is exactly what evaluating every installed filter one after the
+//! other, in insertion order, and keeping the first strictly longer match
+//! would give, which the property tests check.
+//!
+//! ## How
+//!
+//! See [`crate::trie`]: alternatives become paths of a DPF trie, atoms
+//! sorted into one canonical order so that filters share prefixes, `Eq`
+//! atoms on the same field merged into hash nodes.
+//!
+//! ## Limits
+//!
+//! [`Limits`] are checked when a filter is installed, before it touches the
+//! trie, and each refusal names the limit and both numbers. They bound the
+//! per-packet work a filter can cause: atoms per alternative (the depth of
+//! the walk), alternatives, the highest byte offset any atom can read, and
+//! the size of a relational test's expressions (their evaluation recursion).
 
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use crate::atom::{Atom, Base, Expr};
 use crate::program::Program;
+use crate::trie::path::{canonical_paths, Edge};
+use crate::trie::{Accept, Trie, TrieStats};
 use crate::Tag;
+
+/// Most atoms an alternative may have whatever [`Limits::max_atoms`] says:
+/// it bounds the recursion depth of the per-packet walk.
+pub const MAX_ATOMS_CEILING: usize = 256;
+
+/// Most nodes one relational test's expressions may have whatever
+/// [`Limits::max_expr_nodes`] says: it bounds their evaluation recursion.
+pub const MAX_EXPR_NODES_CEILING: usize = 1024;
+
+/// Bytes an IPv4 header may span (IHL 15 × 4): the farthest a
+/// [`Base::Ipv4Payload`] shift can move a field.
+const MAX_IPV4_HEADER: u64 = 60;
 
 /// Per-filter limits checked at install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most atoms in one alternative.
+    /// Most atoms in one alternative (capped at [`MAX_ATOMS_CEILING`]).
     pub max_atoms: usize,
     /// Most alternatives in one program.
     pub max_alternatives: usize,
-    /// Highest byte offset (relative to its base) any atom may read.
+    /// Highest byte (exclusive) any atom may read, counted from the start of
+    /// the frame with the largest possible IPv4 header for shifted fields.
     pub max_offset: u32,
+    /// Most expression nodes in one relational test, both sides together
+    /// (capped at [`MAX_EXPR_NODES_CEILING`]).
+    pub max_expr_nodes: usize,
 }
 
 impl Default for Limits {
@@ -22,6 +78,7 @@ impl Default for Limits {
             max_atoms: 64,
             max_alternatives: 64,
             max_offset: 65_535,
+            max_expr_nodes: 64,
         }
     }
 }
@@ -30,13 +87,16 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InstallError {
-    #[error("filter exceeds the limit on {limit}: {actual} > {max}")]
+    #[error(
+        "filter exceeds the limit on {limit}: {actual} > {max}; \
+         simplify the expression or ask the operator for a higher limit"
+    )]
     Limit {
         limit: &'static str,
         actual: u64,
         max: u64,
     },
-    #[error("tag {0} is already installed")]
+    #[error("tag {0} is already installed; remove it first or use a new tag")]
     DuplicateTag(Tag),
     #[error("tag 0 means \"not interested\" and cannot be installed")]
     ZeroTag,
@@ -45,36 +105,86 @@ pub enum InstallError {
 /// An immutable classifier: the data path calls [`Classifier::classify`].
 #[derive(Debug, Default)]
 pub struct Classifier {
-    filters: Vec<(Tag, Program)>,
+    trie: Trie,
+    filters: usize,
 }
 
 impl Classifier {
-    /// The tag of the most specific filter that matches, or 0.
+    /// The tag of the most specific filter that matches (first installed on a
+    /// tie), or 0 ([`crate::NOT_INTERESTED`]).
+    #[inline]
     pub fn classify(&self, frame: &[u8], wire_len: u32) -> Tag {
-        let mut best: Option<(usize, Tag)> = None;
-        for (tag, program) in &self.filters {
-            if let Some(s) = program.specificity(frame, wire_len) {
-                if best.is_none_or(|(bs, _)| s > bs) {
-                    best = Some((s, *tag));
-                }
-            }
-        }
-        best.map_or(crate::NOT_INTERESTED, |(_, tag)| tag)
+        self.trie.classify(frame, wire_len)
     }
+
+    /// Number of installed filters.
+    pub fn len(&self) -> usize {
+        self.filters
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters == 0
+    }
+
+    /// What the trie holds (walks the whole trie: not for the data path).
+    pub fn stats(&self) -> TrieStats {
+        self.trie.stats()
+    }
+
+    /// The trie, for structural tests.
+    #[doc(hidden)]
+    pub fn trie(&self) -> &Trie {
+        &self.trie
+    }
+}
+
+/// An installed filter.
+#[derive(Debug, Clone)]
+struct Installed {
+    seq: u64,
+    program: Program,
+    /// The program's alternatives as canonical trie paths.
+    paths: Vec<Vec<Edge>>,
 }
 
 /// The mutable set of installed filters; each change yields a new immutable
 /// [`Classifier`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FilterSet {
     limits: Limits,
+    /// Seed of the hash nodes' multipliers; secret so that clients cannot
+    /// choose colliding values.
+    seed: u64,
+    next_seq: u64,
+    installed: HashMap<Tag, Installed>,
+    /// Installed tags by insertion sequence.
+    order: BTreeMap<u64, Tag>,
     current: Arc<Classifier>,
 }
 
+impl Default for FilterSet {
+    fn default() -> Self {
+        FilterSet::new(Limits::default())
+    }
+}
+
 impl FilterSet {
+    /// An empty set whose hash nodes use a random seed.
     pub fn new(limits: Limits) -> FilterSet {
+        // The standard library's per-process random keys: no I/O of ours.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x6e65_7473_u64);
+        FilterSet::with_seed(limits, seed)
+    }
+
+    /// An empty set with a fixed hash seed, for reproducible tests and
+    /// benchmarks.
+    pub fn with_seed(limits: Limits, seed: u64) -> FilterSet {
         FilterSet {
             limits,
+            seed,
+            next_seq: 0,
+            installed: HashMap::new(),
+            order: BTreeMap::new(),
             current: Arc::default(),
         }
     }
@@ -83,35 +193,515 @@ impl FilterSet {
         self.limits
     }
 
+    /// Number of installed filters.
+    pub fn len(&self) -> usize {
+        self.installed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.installed.is_empty()
+    }
+
+    /// The program installed under `tag`.
+    pub fn get(&self, tag: Tag) -> Option<&Program> {
+        self.installed.get(&tag).map(|filter| &filter.program)
+    }
+
+    /// Installed filters in insertion order (which is tie-break order).
+    pub fn iter(&self) -> impl Iterator<Item = (Tag, &Program)> + '_ {
+        self.order
+            .values()
+            .filter_map(|tag| Some((*tag, &self.installed.get(tag)?.program)))
+    }
+
+    /// Checks `program` against the limits without installing it.
+    pub fn check(&self, program: &Program) -> Result<(), InstallError> {
+        check_limits(&self.limits, program)
+    }
+
+    /// The first-installed filter whose alternatives are exactly those of
+    /// `program` (up to atom order), which would win every frame `program`
+    /// matches: the server may refuse such a filter as a conflict.
+    pub fn identical(&self, program: &Program) -> Option<Tag> {
+        let paths = canonical_paths(program.alternatives());
+        let (first, rest) = paths.split_first()?;
+        self.current
+            .trie
+            .accepts_at(first)
+            .iter()
+            .filter(|accept| {
+                let theirs = self.installed.get(&accept.tag);
+                theirs.is_some_and(|filter| filter.paths.len() == paths.len())
+                    && rest
+                        .iter()
+                        .all(|path| self.current.trie.accepts_at(path).contains(accept))
+            })
+            .map(|accept| accept.tag)
+            .next()
+    }
+
     /// Installs `program` under `tag` and returns the new classifier.
     pub fn insert(&mut self, tag: Tag, program: Program) -> Result<Arc<Classifier>, InstallError> {
         if tag == crate::NOT_INTERESTED {
             return Err(InstallError::ZeroTag);
         }
-        if self.current.filters.iter().any(|(t, _)| *t == tag) {
+        if self.installed.contains_key(&tag) {
             return Err(InstallError::DuplicateTag(tag));
         }
-        let mut filters = self.current.filters.clone();
-        filters.push((tag, program));
-        self.current = Arc::new(Classifier { filters });
-        Ok(self.current.clone())
+        check_limits(&self.limits, &program)?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let paths = canonical_paths(program.alternatives());
+        let trie = self
+            .current
+            .trie
+            .inserted(&paths, Accept { seq, tag }, self.seed);
+        self.installed.insert(
+            tag,
+            Installed {
+                seq,
+                program,
+                paths,
+            },
+        );
+        self.order.insert(seq, tag);
+        self.publish(trie);
+        Ok(self.classifier())
     }
 
     /// Removes the filter with `tag`; returns the new classifier, or `None`
     /// if no such filter was installed.
     pub fn remove(&mut self, tag: Tag) -> Option<Arc<Classifier>> {
-        let mut filters = self.current.filters.clone();
-        let before = filters.len();
-        filters.retain(|(t, _)| *t != tag);
-        if filters.len() == before {
-            return None;
-        }
-        self.current = Arc::new(Classifier { filters });
-        Some(self.current.clone())
+        let filter = self.installed.remove(&tag)?;
+        self.order.remove(&filter.seq);
+        let accept = Accept {
+            seq: filter.seq,
+            tag,
+        };
+        let trie = self.current.trie.removed(&filter.paths, accept, self.seed);
+        self.publish(trie);
+        Some(self.classifier())
     }
 
     /// The classifier for the filters installed now.
     pub fn classifier(&self) -> Arc<Classifier> {
-        self.current.clone()
+        Arc::clone(&self.current)
+    }
+
+    fn publish(&mut self, trie: Trie) {
+        self.current = Arc::new(Classifier {
+            trie,
+            filters: self.installed.len(),
+        });
+    }
+}
+
+/// Checks every per-filter limit.
+fn check_limits(limits: &Limits, program: &Program) -> Result<(), InstallError> {
+    let alternatives = program.alternatives();
+    within("alternatives", alternatives.len(), limits.max_alternatives)?;
+    let max_atoms = limits.max_atoms.min(MAX_ATOMS_CEILING);
+    let max_expr_nodes = limits.max_expr_nodes.min(MAX_EXPR_NODES_CEILING);
+    for alternative in alternatives {
+        within("atoms in one alternative", alternative.len(), max_atoms)?;
+        for atom in alternative {
+            within(
+                "expression nodes in one test",
+                expr_nodes(atom),
+                max_expr_nodes,
+            )?;
+            let reach = atom_reach(atom);
+            if reach > u64::from(limits.max_offset) {
+                return Err(InstallError::Limit {
+                    limit: "highest byte offset",
+                    actual: reach,
+                    max: u64::from(limits.max_offset),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn within(limit: &'static str, actual: usize, max: usize) -> Result<(), InstallError> {
+    if actual > max {
+        return Err(InstallError::Limit {
+            limit,
+            actual: actual as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Expression nodes of a relational test (0 for other atoms).
+fn expr_nodes(atom: &Atom) -> usize {
+    match atom {
+        Atom::Test { lhs, rhs, .. } => lhs.size() + rhs.size(),
+        _ => 0,
+    }
+}
+
+/// The farthest byte (exclusive) from the start of the frame an atom's
+/// fixed offsets can reach, assuming the largest IPv4 header for shifted
+/// fields. Computed offsets (`Expr::Indexed`) are bounds-checked per packet
+/// and contribute their base only.
+fn atom_reach(atom: &Atom) -> u64 {
+    match atom {
+        Atom::Eq { field, .. } | Atom::Ne { field, .. } => base_reach(field.base) + field.end(),
+        Atom::Test { lhs, rhs, .. } => expr_reach(lhs).max(expr_reach(rhs)),
+        Atom::Protochain { net, ipv6, .. } => {
+            let header = if *ipv6 { 40 } else { MAX_IPV4_HEADER };
+            u64::from(*net) + header
+        }
+    }
+}
+
+fn base_reach(base: Base) -> u64 {
+    match base {
+        Base::Frame => 0,
+        Base::Ipv4Payload { ip } => u64::from(ip) + MAX_IPV4_HEADER,
+    }
+}
+
+fn expr_reach(expr: &Expr) -> u64 {
+    match expr {
+        Expr::Const(_) | Expr::WireLen => 0,
+        Expr::Field(field) => base_reach(field.base) + field.end(),
+        Expr::Indexed { base, index, width } => {
+            (base_reach(*base) + u64::from(width.bytes())).max(expr_reach(index))
+        }
+        Expr::Binary { lhs, rhs, .. } => expr_reach(lhs).max(expr_reach(rhs)),
+        Expr::Neg(inner) => expr_reach(inner),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atom::{Field, RelOp, Width};
+
+    fn eq(field: Field, value: u32) -> Atom {
+        let mask = match field.width {
+            Width::Byte => 0xff,
+            Width::Half => 0xffff,
+            Width::Word => u32::MAX,
+        };
+        Atom::Eq { field, mask, value }
+    }
+
+    fn payload(offset: u32) -> Field {
+        Field {
+            base: Base::Ipv4Payload { ip: 14 },
+            offset,
+            width: Width::Half,
+        }
+    }
+
+    /// `udp dst port P` (IPv4 alternative only), atoms in expression order.
+    fn udp_dst_port(port: u16) -> Program {
+        Program::new(vec![vec![
+            eq(Field::at(12, Width::Half), 0x0800),
+            eq(Field::at(23, Width::Byte), 17),
+            Atom::Eq {
+                field: Field::at(20, Width::Half),
+                mask: 0x1fff,
+                value: 0,
+            },
+            eq(payload(2), u32::from(port)),
+        ]])
+    }
+
+    /// A UDP/IPv4 frame to `port` with a 20-byte IP header.
+    fn udp_frame(port: u16) -> Vec<u8> {
+        let mut frame = vec![0u8; 42];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[23] = 17;
+        frame[36..38].copy_from_slice(&port.to_be_bytes());
+        frame
+    }
+
+    fn set() -> FilterSet {
+        FilterSet::with_seed(Limits::default(), 1)
+    }
+
+    #[test]
+    fn empty_set_is_not_interested() {
+        assert_eq!(set().classifier().classify(&udp_frame(53), 42), 0);
+    }
+
+    #[test]
+    fn each_port_goes_to_its_filter() {
+        let mut filters = set();
+        for port in 1..=100u16 {
+            filters
+                .insert(u64::from(port) + 1000, udp_dst_port(port))
+                .unwrap();
+        }
+        let classifier = filters.classifier();
+        for port in 1..=100u16 {
+            assert_eq!(
+                classifier.classify(&udp_frame(port), 42),
+                u64::from(port) + 1000
+            );
+        }
+        assert_eq!(classifier.classify(&udp_frame(101), 42), 0);
+        assert_eq!(classifier.classify(&udp_frame(1)[..30], 42), 0);
+    }
+
+    #[test]
+    fn filters_share_prefixes_and_merge_ports_into_one_hash_node() {
+        let mut filters = set();
+        for port in 1..=100u16 {
+            filters.insert(u64::from(port), udp_dst_port(port)).unwrap();
+        }
+        let stats = filters.classifier().stats();
+        // root, ethertype, proto, fragment nodes, then one leaf per port.
+        assert_eq!(stats.nodes, 4 + 100);
+        assert_eq!(stats.hash_nodes, 4);
+        assert_eq!(stats.hash_entries, 3 + 100);
+        assert_eq!(stats.accepts, 100);
+    }
+
+    #[test]
+    fn more_specific_filter_wins_whatever_the_order() {
+        let udp_only = Program::new(vec![vec![
+            eq(Field::at(12, Width::Half), 0x0800),
+            eq(Field::at(23, Width::Byte), 17),
+        ]]);
+        for specific_first in [false, true] {
+            let mut filters = set();
+            if specific_first {
+                filters.insert(2, udp_dst_port(53)).unwrap();
+                filters.insert(1, udp_only.clone()).unwrap();
+            } else {
+                filters.insert(1, udp_only.clone()).unwrap();
+                filters.insert(2, udp_dst_port(53)).unwrap();
+            }
+            let classifier = filters.classifier();
+            assert_eq!(classifier.classify(&udp_frame(53), 42), 2);
+            assert_eq!(classifier.classify(&udp_frame(54), 42), 1);
+        }
+    }
+
+    #[test]
+    fn tie_goes_to_the_filter_installed_first() {
+        let mut filters = set();
+        filters.insert(7, udp_dst_port(53)).unwrap();
+        filters.insert(3, udp_dst_port(53)).unwrap();
+        assert_eq!(filters.classifier().classify(&udp_frame(53), 42), 7);
+        // Reinstalled: now the later one.
+        filters.remove(7).unwrap();
+        filters.insert(7, udp_dst_port(53)).unwrap();
+        assert_eq!(filters.classifier().classify(&udp_frame(53), 42), 3);
+    }
+
+    #[test]
+    fn test_atoms_beside_hash_nodes_are_both_explored() {
+        let long_frames = Program::new(vec![vec![
+            eq(Field::at(12, Width::Half), 0x0800),
+            Atom::Test {
+                lhs: Expr::WireLen,
+                op: RelOp::Gt,
+                rhs: Expr::Const(100),
+            },
+            Atom::Ne {
+                field: Field::at(23, Width::Byte),
+                mask: 0xff,
+                value: 6,
+            },
+            Atom::Ne {
+                field: Field::at(0, Width::Byte),
+                mask: 0xff,
+                value: 1,
+            },
+            Atom::Ne {
+                field: Field::at(1, Width::Byte),
+                mask: 0xff,
+                value: 1,
+            },
+        ]]);
+        let mut filters = set();
+        filters.insert(1, udp_dst_port(53)).unwrap();
+        filters.insert(2, long_frames).unwrap();
+        let classifier = filters.classifier();
+        assert_eq!(classifier.classify(&udp_frame(53), 42), 1);
+        assert_eq!(classifier.classify(&udp_frame(53), 200), 2);
+        assert_eq!(classifier.classify(&udp_frame(54), 200), 2);
+        assert_eq!(classifier.classify(&udp_frame(54), 42), 0);
+    }
+
+    #[test]
+    fn updates_share_untouched_subtrees_and_leave_old_versions_intact() {
+        let mut filters = set();
+        filters.insert(1, udp_dst_port(1)).unwrap();
+        let tcp = Program::new(vec![vec![
+            eq(Field::at(12, Width::Half), 0x0800),
+            eq(Field::at(23, Width::Byte), 6),
+        ]]);
+        let ipv6 = Program::new(vec![vec![eq(Field::at(12, Width::Half), 0x86dd)]]);
+        filters.insert(2, ipv6).unwrap();
+        let before = filters.classifier();
+        let after = filters.insert(3, tcp).unwrap();
+        // The IPv6 leaf, in another branch of the root hash node, is shared.
+        let ipv6_leaf = |c: &Classifier| {
+            let root = c.trie().root();
+            Arc::clone(root.switches()[0].child(0x86dd).unwrap())
+        };
+        assert!(Arc::ptr_eq(&ipv6_leaf(&before), &ipv6_leaf(&after)));
+        // The old version still classifies as before.
+        let mut tcp_frame = udp_frame(1);
+        tcp_frame[23] = 6;
+        assert_eq!(before.classify(&tcp_frame, 42), 0);
+        assert_eq!(after.classify(&tcp_frame, 42), 3);
+    }
+
+    #[test]
+    fn removal_frees_the_filters_nodes() {
+        let mut filters = set();
+        filters.insert(1, udp_dst_port(1)).unwrap();
+        let alone = filters.classifier().stats();
+        filters.insert(2, udp_dst_port(2)).unwrap();
+        let leaf = Arc::downgrade(
+            filters.classifier().trie().root().switches()[0]
+                .child(0x0800)
+                .unwrap()
+                .switches()[0]
+                .child(0)
+                .unwrap(),
+        );
+        assert!(leaf.upgrade().is_some());
+        filters.remove(2).unwrap();
+        filters.remove(1).unwrap();
+        assert!(
+            leaf.upgrade().is_none(),
+            "nodes of removed filters are dropped"
+        );
+        filters.insert(1, udp_dst_port(1)).unwrap();
+        assert_eq!(filters.classifier().stats(), alone);
+        filters.remove(1).unwrap();
+        assert_eq!(filters.classifier().stats().nodes, 1);
+        assert!(filters.remove(1).is_none());
+    }
+
+    #[test]
+    fn empty_alternative_matches_everything_with_specificity_zero() {
+        let mut filters = set();
+        filters.insert(1, Program::accept_all()).unwrap();
+        filters.insert(2, udp_dst_port(9)).unwrap();
+        filters.insert(3, Program::reject_all()).unwrap();
+        let classifier = filters.classifier();
+        assert_eq!(classifier.classify(&[], 0), 1);
+        assert_eq!(classifier.classify(&udp_frame(9), 42), 2);
+        assert_eq!(classifier.len(), 3);
+    }
+
+    #[test]
+    fn tags_are_checked() {
+        let mut filters = set();
+        assert_eq!(
+            filters.insert(0, udp_dst_port(1)).unwrap_err(),
+            InstallError::ZeroTag
+        );
+        filters.insert(5, udp_dst_port(1)).unwrap();
+        assert_eq!(
+            filters.insert(5, udp_dst_port(2)).unwrap_err(),
+            InstallError::DuplicateTag(5)
+        );
+    }
+
+    #[test]
+    fn identical_programs_are_found_up_to_atom_order() {
+        let mut filters = set();
+        filters.insert(5, udp_dst_port(1)).unwrap();
+        let mut reordered = udp_dst_port(1).alternatives()[0].clone();
+        reordered.reverse();
+        assert_eq!(filters.identical(&Program::new(vec![reordered])), Some(5));
+        assert_eq!(filters.identical(&udp_dst_port(2)), None);
+        let two = Program::new(vec![
+            udp_dst_port(1).alternatives()[0].clone(),
+            udp_dst_port(2).alternatives()[0].clone(),
+        ]);
+        assert_eq!(filters.identical(&two), None);
+    }
+
+    #[test]
+    fn limits_name_the_limit_and_the_numbers() {
+        let limits = Limits {
+            max_atoms: 3,
+            max_alternatives: 1,
+            max_offset: 100,
+            max_expr_nodes: 3,
+        };
+        let mut filters = FilterSet::with_seed(limits, 1);
+        let err = filters.insert(1, udp_dst_port(1)).unwrap_err();
+        assert_eq!(
+            err,
+            InstallError::Limit {
+                limit: "atoms in one alternative",
+                actual: 4,
+                max: 3
+            }
+        );
+        assert!(err.to_string().contains("atoms in one alternative: 4 > 3"));
+        let two = Program::new(vec![vec![], vec![eq(Field::at(0, Width::Byte), 1)]]);
+        assert!(matches!(
+            filters.insert(1, two),
+            Err(InstallError::Limit {
+                limit: "alternatives",
+                actual: 2,
+                max: 1
+            })
+        ));
+        let far = Program::new(vec![vec![eq(payload(30), 1)]]);
+        // 14 + 60 (largest IPv4 header) + 30 + 2.
+        assert!(matches!(
+            filters.insert(1, far),
+            Err(InstallError::Limit {
+                limit: "highest byte offset",
+                actual: 106,
+                max: 100
+            })
+        ));
+        let deep = Atom::Test {
+            lhs: Expr::Neg(Box::new(Expr::Neg(Box::new(Expr::WireLen)))),
+            op: RelOp::Eq,
+            rhs: Expr::Const(1),
+        };
+        assert!(matches!(
+            filters.insert(1, Program::new(vec![vec![deep]])),
+            Err(InstallError::Limit {
+                actual: 4,
+                max: 3,
+                ..
+            })
+        ));
+        let chain = Atom::Protochain {
+            net: 70,
+            ipv6: true,
+            proto: 6,
+        };
+        assert!(matches!(
+            filters.insert(1, Program::new(vec![vec![chain]])),
+            Err(InstallError::Limit { actual: 110, .. })
+        ));
+        assert!(filters.is_empty());
+    }
+
+    #[test]
+    fn configured_atom_limit_is_capped_by_the_ceiling() {
+        let limits = Limits {
+            max_atoms: usize::MAX,
+            ..Limits::default()
+        };
+        let long: Vec<Atom> = (0..=MAX_ATOMS_CEILING as u32)
+            .map(|offset| eq(Field::at(offset, Width::Byte), 0))
+            .collect();
+        let mut filters = FilterSet::with_seed(limits, 1);
+        assert!(matches!(
+            filters.insert(1, Program::new(vec![long])),
+            Err(InstallError::Limit { max: 256, .. })
+        ));
     }
 }

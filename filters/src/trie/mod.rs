@@ -1,1 +1,94 @@
 //! The merged DPF trie of every installed filter.
+//!
+//! Every alternative of every installed filter is one path from the root:
+//! its atoms in the canonical order of [`path`], one edge per atom. The node
+//! at the end of the path records the filter (its tag and insertion
+//! sequence) as an [`Accept`]. Paths with a common prefix share nodes, so
+//! filters that test the same headers pay for those tests once.
+//!
+//! Node kinds ([`node`]):
+//!
+//! - **hash nodes** ([`hash_node`]): every `Eq` edge out of a node that tests
+//!   the same field under the same mask is one entry of one hash table, value
+//!   → child. A packet does one load and one probe, whatever the number of
+//!   values — DPF's merge of atoms that differ only in their constant;
+//! - **test edges**: every other atom (`Ne`, relational tests, protocol
+//!   chains) is an edge of its own, shared when identical, evaluated per
+//!   packet;
+//! - **accepts**: the filters whose alternative ends at the node.
+//!
+//! The depth of an accept is the length of its alternative, its specificity,
+//! so the walk finds the most specific match by keeping the deepest accept it
+//! reaches (lowest insertion sequence on a tie, see
+//! [`crate::classifier`]). Updates are persistent ([`builder`]): a new trie
+//! shares every untouched subtree with the old one.
+
+pub mod builder;
+pub mod hash_node;
+pub mod node;
+pub mod path;
+
+use std::sync::Arc;
+
+pub use node::{Accept, TrieStats};
+use node::{Best, Node, Packet};
+use path::Edge;
+
+/// An immutable trie. Cloning it is cheap (one `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct Trie {
+    root: Arc<Node>,
+}
+
+impl Trie {
+    /// The tag of the best accept matching `frame`: deepest, then lowest
+    /// sequence. Allocation-free; see [`node`] for the bounds of the walk.
+    #[inline]
+    pub fn classify(&self, frame: &[u8], wire_len: u32) -> crate::Tag {
+        let mut best = Best::default();
+        self.root.walk(0, &Packet { frame, wire_len }, &mut best);
+        best.tag()
+    }
+
+    /// This trie with `accept` at the end of each of `paths`.
+    pub fn inserted(&self, paths: &[Vec<Edge>], accept: Accept, seed: u64) -> Trie {
+        let mut root = Arc::clone(&self.root);
+        for path in paths {
+            root = Arc::new(builder::inserted(&root, path, accept, seed));
+        }
+        Trie { root }
+    }
+
+    /// This trie without `accept` at the end of each of `paths`.
+    pub fn removed(&self, paths: &[Vec<Edge>], accept: Accept, seed: u64) -> Trie {
+        let mut root = Arc::clone(&self.root);
+        for path in paths {
+            root = Arc::new(builder::removed(&root, path, accept, seed).unwrap_or_default());
+        }
+        Trie { root }
+    }
+
+    /// The accepts at the end of `path`, by insertion sequence (empty when
+    /// no installed alternative has exactly these atoms).
+    pub fn accepts_at(&self, path: &[Edge]) -> &[Accept] {
+        builder::find(&self.root, path).map_or(&[], Node::accepts)
+    }
+
+    /// What the trie holds (walks every node: not for the data path).
+    pub fn stats(&self) -> TrieStats {
+        let mut stats = TrieStats::default();
+        self.root.add_stats(&mut stats);
+        stats
+    }
+
+    /// Whether `other` shares this trie's root node (no change between them).
+    pub fn same_root(&self, other: &Trie) -> bool {
+        Arc::ptr_eq(&self.root, &other.root)
+    }
+
+    /// The root node, for structural-sharing tests.
+    #[doc(hidden)]
+    pub fn root(&self) -> &Arc<Node> {
+        &self.root
+    }
+}
