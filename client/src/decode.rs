@@ -54,8 +54,12 @@ pub fn describe(frame: &[u8]) -> String {
             let h = ip.header();
             let src = Ipv4Addr::from(h.source());
             let dst = Ipv4Addr::from(h.destination());
-            let ip_payload_len =
-                usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
+            // A total length of 0 marks a BIG TCP / TSO frame: use what was captured.
+            let ip_payload_len = if h.total_len() == 0 {
+                ip.payload().payload.len()
+            } else {
+                usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4)
+            };
             out.push_str("IP ");
             transport(
                 &mut out,
@@ -393,5 +397,87 @@ mod tests {
             line,
             "00:00:00.001000 small len 60 ethertype 0x88cc, length 60"
         );
+    }
+}
+
+#[cfg(test)]
+mod capture_tests {
+    use super::describe;
+    use crate::capture::read_pcap;
+
+    fn lines(file: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/pcaps")
+            .join(file);
+        read_pcap(&path)
+            .unwrap()
+            .iter()
+            .map(|f| describe(&f.data))
+            .collect()
+    }
+
+    #[test]
+    fn tcp_handshake_capture() {
+        let l = lines("gopacket-test_ethernet.pcap");
+        assert_eq!(
+            l[0],
+            "IP 10.1.1.2.44644 > 10.1.1.1.80: Flags [S], seq 2471086128, win 29200, length 0"
+        );
+        assert_eq!(
+            l[3],
+            "IP 10.1.1.2.44644 > 10.1.1.1.80: Flags [P.], seq 2471086129, ack 4188542939, win 229, length 72"
+        );
+    }
+
+    #[test]
+    fn arp_icmp_and_ipv6_capture() {
+        let l = lines("libpcap-gateway_or_not.pcap");
+        assert_eq!(
+            l[0],
+            "IP 10.20.30.41 > 10.20.30.40: ICMP echo request, id 7, seq 317, length 64"
+        );
+        assert_eq!(
+            l[6],
+            "IP6 fd00:a1b2:c3d4:0:1020:3040:5060:7082 > fd00:a1b2:c3d4:0:1020:3040:5060:7081: \
+             ICMP6, echo reply, id 11, seq 243, length 64"
+        );
+        assert_eq!(
+            l[8],
+            "ARP, Request who-has 10.20.30.40 tell 10.20.30.41, length 28"
+        );
+        assert_eq!(
+            l[10],
+            "ARP, Reply 10.20.30.40 is-at aa:00:04:00:14:0e, length 28"
+        );
+    }
+
+    #[test]
+    fn dns_and_vlan_captures() {
+        assert_eq!(
+            lines("tcpdump-edns-opts.pcap")[2],
+            "IP 192.0.0.1.46225 > 192.0.0.2.53: UDP, length 40"
+        );
+        assert!(lines("tcpdump-QinQpacket.pcap")[0].starts_with("vlan "));
+        assert!(lines("tcpdump-various_gre.pcap")
+            .iter()
+            .any(|l| l.ends_with("GRE, length 44")));
+    }
+
+    #[test]
+    fn big_tcp_uses_the_captured_length_when_total_length_is_zero() {
+        let l = lines("tcpdump-bigtcp-ipv4.pcap");
+        assert!(l[0].contains("Flags [P.]"), "{}", l[0]);
+        assert!(!l[0].ends_with("length 0"), "{}", l[0]);
+    }
+
+    #[test]
+    fn every_frame_of_every_capture_gets_a_line() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcaps");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            for f in read_pcap(&path).unwrap() {
+                assert!(!describe(&f.data).is_empty());
+            }
+        }
     }
 }

@@ -40,6 +40,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod capture;
 mod connection;
 pub mod decode;
 mod error;
