@@ -22,6 +22,8 @@
 pub mod atom;
 pub mod classifier;
 pub mod compile;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod parse;
 pub mod program;
 pub mod trie;
