@@ -1,1 +1,140 @@
-fn main() {}
+//! `netserver`: the network server domain.
+//!
+//! - `netserver serve [--socket PATH] [--backend emulated|pcap:FILE] …`
+//! - `netserver demo`: a self-contained tour on an emulated NIC.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use netserver::backend::BackendSpec;
+use netserver::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netserver",
+    version,
+    about = "A user-space network server domain"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server: clients connect to --socket, the operator to --socket + ".operator".
+    Serve(ServeArgs),
+    /// Start a server on an emulated NIC, replay the bundled captures to several
+    /// clients and print what each received.
+    Demo(netserver::demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Client socket (mode 0666); the operator socket (mode 0600) is PATH.operator.
+    /// Default: $NETSERVER_SOCKET, else /tmp/netserver.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Where frames come from: `emulated` (Operator.inject) or `pcap:FILE` (replay).
+    #[arg(long, default_value = "emulated", value_name = "emulated|pcap:FILE")]
+    backend: String,
+    /// pcap replay: frames per second (default: as fast as the data path takes them).
+    #[arg(long, value_name = "PPS")]
+    rate: Option<f64>,
+    /// pcap replay: start over at the end of the file.
+    #[arg(long = "loop")]
+    repeat: bool,
+    /// Frames of at most this many bytes are copied into small slots.
+    #[arg(long, default_value_t = 128, value_name = "BYTES")]
+    small_threshold: u32,
+    /// Bytes in a page frame (longer frames are cut to this); raise for jumbo frames.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    frame_size: u32,
+    /// Default per-filter queue limit (frames).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    queue_limit: u32,
+    /// Frames the server's overflow pool holds for clients that fall behind, all filters together.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    overflow_limit: u32,
+    /// Default page frames in a filter's frame space.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    default_frames: u32,
+    /// Default small slots of a filter.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    default_small_slots: u32,
+    /// Most page frames a filter may ask for.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_frames: u32,
+    /// Most filters installed at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_filters: u32,
+    /// Frames in the backend's receive ring.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    rx_ring: u32,
+}
+
+impl ServeArgs {
+    fn config(self) -> Result<Config, String> {
+        let socket = self
+            .socket
+            .unwrap_or_else(netserver_schema::default_socket_path);
+        let mut c = Config::new(socket);
+        c.backend = self
+            .backend
+            .parse::<BackendSpec>()
+            .map_err(|e| format!("--backend: {e}"))?;
+        if (self.rate.is_some() || self.repeat) && !matches!(c.backend, BackendSpec::Pcap(_)) {
+            return Err("--rate and --loop apply to --backend pcap:FILE only".into());
+        }
+        c.rate = self.rate;
+        c.repeat = self.repeat;
+        c.small_threshold = self.small_threshold;
+        c.frame_size = self.frame_size;
+        c.queue_limit = self.queue_limit;
+        c.overflow_limit = self.overflow_limit;
+        c.default_frames = self.default_frames;
+        c.default_small_slots = self.default_small_slots;
+        c.max_frames = self.max_frames;
+        c.max_filters = self.max_filters;
+        c.rx_ring = self.rx_ring;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(args) => {
+            let config = match args.config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("netserver serve: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match netserver::serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("netserver serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Demo(args) => match netserver::demo::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("netserver demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,163 @@
+//! NIC backends: where received frames come from.
+//!
+//! The data path owns one [`Backend`] and drives it from its own thread:
+//! `recv_batch` lends it each ready frame as an [`RxFrame`] for exactly the
+//! duration of one callback, in which the data path classifies the frame and
+//! places it (see [`crate::place`]). The frame's memory stays the
+//! backend's: a backend that reads into its own frames (the [`RxRing`] of
+//! `emulated` and `pcap`, later `tap`) takes the frame back when the callback
+//! returns, so a slow client can never hold the receiver's memory.
+//!
+//! How the next issue's backends slot in:
+//!
+//! - `af_packet` (TPACKET ring): `recv_batch` walks the kernel ring and lends
+//!   each slot in place; the one copy is the placement into the client's
+//!   frame. `wait` polls the socket.
+//! - *peek then place*: a backend that can show the headers before the
+//!   payload is written lends an `RxFrame` whose `data` covers the headers
+//!   already read; it will carry a body writer that the placement calls with
+//!   the client's frame as destination (one write, counted `zero_copy`).
+//!   Classification only ever looks at `data`.
+//! - `tap`: reads into an [`RxRing`] like `pcap` does.
+//!
+//! [`RxRing`]: crate::pool::RxRing
+
+pub mod emulated;
+pub mod pcap;
+
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// One received frame, lent to the data path.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    /// The captured bytes (at most the server's frame size).
+    pub data: &'a [u8],
+    /// The frame's length on the wire (≥ `data.len()`).
+    pub wire_len: u32,
+    /// When the server received it, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+}
+
+/// A backend failure (not a client's fault).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    #[error("cannot read capture {path}: {source}")]
+    Capture {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("capture {path} is not a pcap file this server can replay: {message}")]
+    Format { path: String, message: String },
+    #[error("unknown backend {0:?}: use `emulated` or `pcap:FILE`")]
+    Unknown(String),
+}
+
+/// A source of received frames, driven by the data-path thread.
+pub trait Backend: Send {
+    /// The backend as `ServerInfo.backend` names it (`emulated`, `pcap:FILE`).
+    fn name(&self) -> &str;
+
+    /// Lends up to `max` ready frames to `deliver`, oldest first; returns
+    /// how many. Never blocks.
+    fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize;
+
+    /// Blocks for at most `timeout` until frames may be ready or
+    /// [`Wake::wake`] is called.
+    fn wait(&mut self, timeout: Duration);
+
+    /// The emulated NIC's injection point, if this backend has one.
+    fn injector(&self) -> Option<emulated::Injector> {
+        None
+    }
+}
+
+/// Wakes the data-path thread from [`Backend::wait`]: producers of frames
+/// and the control plane (new classifier) call it.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<OnceLock<Thread>>);
+
+impl Wake {
+    /// Called once by the data-path thread when it starts.
+    pub fn register_current(&self) {
+        let _ = self.0.set(std::thread::current());
+    }
+
+    /// Wakes the data path if it waits.
+    pub fn wake(&self) {
+        if let Some(t) = self.0.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// What `--backend` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSpec {
+    Emulated,
+    Pcap(std::path::PathBuf),
+}
+
+impl std::str::FromStr for BackendSpec {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<BackendSpec, BackendError> {
+        if s == "emulated" {
+            Ok(BackendSpec::Emulated)
+        } else if let Some(path) = s.strip_prefix("pcap:").filter(|p| !p.is_empty()) {
+            Ok(BackendSpec::Pcap(path.into()))
+        } else {
+            Err(BackendError::Unknown(s.to_owned()))
+        }
+    }
+}
+
+/// Now, nanoseconds since the Unix epoch (a vDSO read, no system call).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Drains an [`crate::pool::RxRing`]: the shared `recv_batch` of backends
+/// that read into server frames.
+pub(crate) fn recv_from_ring(
+    ring: &crate::pool::RxRing,
+    max: usize,
+    deliver: &mut dyn FnMut(&RxFrame<'_>),
+) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some(rx) = ring.pop() else { break };
+        deliver(&RxFrame {
+            data: rx.bytes(),
+            wire_len: rx.wire_len,
+            ts_ns: rx.ts_ns,
+        });
+        ring.recycle(rx);
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_spec_parses() {
+        assert_eq!(
+            "emulated".parse::<BackendSpec>().unwrap(),
+            BackendSpec::Emulated
+        );
+        assert_eq!(
+            "pcap:/x.pcap".parse::<BackendSpec>().unwrap(),
+            BackendSpec::Pcap("/x.pcap".into())
+        );
+        let e = "pcap:".parse::<BackendSpec>().unwrap_err().to_string();
+        assert!(e.contains("use `emulated` or `pcap:FILE`"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! What a server runs with: sizes, limits, backend.
+
+use std::path::PathBuf;
+
+use crate::backend::BackendSpec;
+
+/// The server's configuration (`netserver serve` flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Client socket; the operator socket is this plus `.operator`.
+    pub socket: PathBuf,
+    pub backend: BackendSpec,
+    /// pcap replay: frames per second (`None`: as fast as taken).
+    pub rate: Option<f64>,
+    /// pcap replay: start over at the end.
+    pub repeat: bool,
+    /// Frames of at most this many bytes go to small slots.
+    pub small_threshold: u32,
+    /// Bytes in a page frame (and the longest frame kept; longer ones are cut).
+    pub frame_size: u32,
+    /// Default per-filter queue limit.
+    pub queue_limit: u32,
+    /// Frames the server's overflow pool holds at most, all filters together.
+    pub overflow_limit: u32,
+    /// Default frames in a filter's frame space.
+    pub default_frames: u32,
+    /// Default small slots of a filter.
+    pub default_small_slots: u32,
+    /// Most frames a filter may ask for.
+    pub max_frames: u32,
+    /// Most small slots a filter may ask for.
+    pub max_small_slots: u32,
+    /// Highest per-filter queue limit a filter may ask for.
+    pub max_queue_limit: u32,
+    /// Most filters installed at once.
+    pub max_filters: u32,
+    /// Frames in the backend's receive ring.
+    pub rx_ring: u32,
+}
+
+impl Config {
+    /// Defaults for a server on `socket`.
+    pub fn new(socket: PathBuf) -> Config {
+        Config {
+            socket,
+            backend: BackendSpec::Emulated,
+            rate: None,
+            repeat: false,
+            small_threshold: 128,
+            frame_size: 4096,
+            queue_limit: 256,
+            overflow_limit: 1024,
+            default_frames: 64,
+            default_small_slots: 64,
+            max_frames: 4096,
+            max_small_slots: 65_536,
+            max_queue_limit: 65_536,
+            max_filters: 1024,
+            rx_ring: 1024,
+        }
+    }
+
+    /// The operator socket's path.
+    pub fn operator_socket(&self) -> PathBuf {
+        let mut s = self.socket.clone().into_os_string();
+        s.push(netserver_schema::OPERATOR_SOCKET_SUFFIX);
+        s.into()
+    }
+
+    /// Checks the sizes fit together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |flag: &'static str, message: String| Err(ConfigError { flag, message });
+        if self.frame_size < 64 || self.frame_size > 1 << 20 {
+            return bad(
+                "--frame-size",
+                format!("{} is not within 64..=1048576 bytes", self.frame_size),
+            );
+        }
+        if self.small_threshold == 0 || self.small_threshold >= self.frame_size {
+            return bad(
+                "--small-threshold",
+                format!(
+                    "{} must be at least 1 and below the frame size ({})",
+                    self.small_threshold, self.frame_size
+                ),
+            );
+        }
+        for (flag, v) in [
+            ("--queue-limit", self.queue_limit),
+            ("--overflow-limit", self.overflow_limit),
+            ("--rx-ring", self.rx_ring),
+            ("--max-filters", self.max_filters),
+            ("--default-small-slots", self.default_small_slots),
+        ] {
+            if v == 0 {
+                return bad(flag, "must be at least 1".into());
+            }
+        }
+        if self.default_frames < 2 || self.default_frames > self.max_frames {
+            return bad(
+                "--default-frames",
+                format!(
+                    "{} is not within 2..={} (--max-frames)",
+                    self.default_frames, self.max_frames
+                ),
+            );
+        }
+        if self.queue_limit > self.max_queue_limit {
+            return bad(
+                "--queue-limit",
+                format!("{} exceeds {}", self.queue_limit, self.max_queue_limit),
+            );
+        }
+        if let Some(r) = self.rate {
+            if !(r > 0.0 && r.is_finite()) {
+                return bad(
+                    "--rate",
+                    format!("{r} is not a positive number of frames per second"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A flag value the server cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_operator_socket_is_beside() {
+        let c = Config::new("/tmp/x.sock".into());
+        c.validate().unwrap();
+        assert_eq!(c.operator_socket(), PathBuf::from("/tmp/x.sock.operator"));
+    }
+
+    #[test]
+    fn threshold_must_be_below_frame_size() {
+        let mut c = Config::new("/tmp/x.sock".into());
+        c.small_threshold = 4096;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.flag, "--small-threshold");
+    }
+}

@@ -1,0 +1,380 @@
+//! An installed filter's data-path state: its queue, its share of the
+//! overflow pool, its frame space and its counters.
+//!
+//! One [`Filter`] is shared (`Arc`) between the data path, which places
+//! frames, and the control plane, which hands them to the client. Both sides
+//! work through lock-free queues; the data path is the only producer.
+//!
+//! Order is kept across the two stages: the data path pushes on the queue
+//! only while the filter has nothing in overflow, and the control plane pops
+//! the queue before the overflow. So everything in the queue is older than
+//! everything in overflow, and a client receives its frames in arrival order
+//! even after it fell behind.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::backend::RxFrame;
+use crate::place::{FrameSpace, OverflowPool, Page, Spilled, Staged};
+use crate::stats::{Counters, DropReason, Exit, Stage};
+use crate::tag::Tag;
+
+/// Whether a filter owns the frames it matches or gets copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One packet, one owner.
+    Exclusive,
+    /// A copy of matching traffic (operator only).
+    Monitor,
+}
+
+/// Where a waiting frame's bytes are.
+#[derive(Debug)]
+pub enum Placed {
+    /// Staged small frame, copied into the client's slot at fetch.
+    Small(Staged),
+    /// In a page frame of the client's frame space the server holds.
+    Large(Page),
+    /// In the server's overflow pool.
+    Spilled(Spilled),
+}
+
+/// A frame waiting for the client.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Captured bytes.
+    pub len: u32,
+    pub wire_len: u32,
+    pub ts_ns: u64,
+    /// Whether the frame goes to a small slot.
+    pub small: bool,
+    pub placed: Placed,
+}
+
+impl Delivery {
+    /// The frame's bytes as the RPC can carry them (emulated mode).
+    pub fn rpc_bytes(&self) -> &[u8] {
+        let len = self.len as usize;
+        match &self.placed {
+            Placed::Small(s) => s.bytes(len),
+            Placed::Large(p) => p.rpc_bytes(len),
+            Placed::Spilled(s) => s.bytes(len),
+        }
+    }
+}
+
+/// What happened to a frame offered to a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Queued,
+    Overflow,
+    Dropped(DropReason),
+}
+
+/// Sizes of a filter, fixed at install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterGeometry {
+    /// Most frames in the filter's own queue.
+    pub queue_limit: u32,
+    /// Page frames in the frame space.
+    pub frames: u32,
+    /// Small slots the client names (`0..small_slots`).
+    pub small_slots: u32,
+    /// Bytes in a page frame.
+    pub frame_size: u32,
+    /// Frames of at most this many bytes are small.
+    pub small_threshold: u32,
+}
+
+/// An installed filter's shared state.
+#[derive(Debug)]
+pub struct Filter {
+    pub tag: Tag,
+    pub mode: Mode,
+    pub expression: String,
+    pub geometry: FilterGeometry,
+    pub counters: Counters,
+    queue: ArrayQueue<Delivery>,
+    overflow: ArrayQueue<Delivery>,
+    space: FrameSpace,
+    closed: AtomicBool,
+}
+
+impl Filter {
+    /// A filter and the page frames its client owns at the start.
+    pub fn new(
+        tag: Tag,
+        mode: Mode,
+        expression: String,
+        geometry: FilterGeometry,
+        overflow_limit: usize,
+    ) -> (Filter, Vec<Page>) {
+        let (space, client_pages) = FrameSpace::emulated(
+            geometry.frames,
+            geometry.frame_size as usize,
+            geometry.queue_limit as usize,
+            geometry.small_threshold as usize,
+        );
+        let filter = Filter {
+            tag,
+            mode,
+            expression,
+            geometry,
+            counters: Counters::default(),
+            queue: ArrayQueue::new(geometry.queue_limit.max(1) as usize),
+            overflow: ArrayQueue::new(overflow_limit.max(1)),
+            space,
+            closed: AtomicBool::new(false),
+        };
+        (filter, client_pages)
+    }
+
+    /// Data path: offers a frame this filter matched. `global` is the
+    /// server's counters for an exclusive filter, `None` for a monitor's copy.
+    ///
+    /// Never blocks, never allocates: the frame goes into the filter's own
+    /// frame space (queued), else into the server's overflow pool, else it is
+    /// dropped as `queue_full`.
+    pub fn place(
+        &self,
+        frame: &RxFrame<'_>,
+        pool: &OverflowPool,
+        global: Option<&Counters>,
+    ) -> Outcome {
+        let len = frame.data.len() as u32;
+        let small = len <= self.geometry.small_threshold;
+        let count = |f: &dyn Fn(&Counters)| {
+            f(&self.counters);
+            if let Some(g) = global {
+                f(g);
+            }
+        };
+        // The queue is used only while nothing waits in overflow (order), and
+        // `is_full` is exact here: this thread is the only producer.
+        if self.overflow.is_empty() && !self.queue.is_full() {
+            let placed = if small {
+                self.space.stage_small(frame.data).map(Placed::Small)
+            } else {
+                self.space.take_free().map(|mut page| {
+                    page.write(frame.data);
+                    Placed::Large(page)
+                })
+            };
+            if let Some(placed) = placed {
+                count(&|c| c.enter(Stage::Queue));
+                self.push(Stage::Queue, frame, small, placed, pool, global);
+                return Outcome::Queued;
+            }
+        }
+        if !self.overflow.is_full() {
+            if let Some(spilled) = pool.spill(frame.data, small) {
+                count(&|c| c.enter(Stage::Overflow));
+                self.push(
+                    Stage::Overflow,
+                    frame,
+                    small,
+                    Placed::Spilled(spilled),
+                    pool,
+                    global,
+                );
+                return Outcome::Overflow;
+            }
+        }
+        count(&|c| c.drop_on_entry(DropReason::QueueFull));
+        Outcome::Dropped(DropReason::QueueFull)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        stage: Stage,
+        frame: &RxFrame<'_>,
+        small: bool,
+        placed: Placed,
+        pool: &OverflowPool,
+        global: Option<&Counters>,
+    ) {
+        let q = match stage {
+            Stage::Queue => &self.queue,
+            Stage::Overflow => &self.overflow,
+        };
+        let d = Delivery {
+            len: frame.data.len() as u32,
+            wire_len: frame.wire_len,
+            ts_ns: frame.ts_ns,
+            small,
+            placed,
+        };
+        if let Err(d) = q.push(d) {
+            // Unreachable: we checked for room and are the only producer.
+            // The frame is already counted as entered; count it out as
+            // dropped so the identity survives even this.
+            tracing::error!(
+                tag = self.tag,
+                "bug: filter queue full after check; please report"
+            );
+            self.release(d, pool);
+            self.counters.exit(stage, Exit::Closed, 0);
+            if let Some(g) = global {
+                g.exit(stage, Exit::Closed, 0);
+            }
+        }
+    }
+
+    /// Control plane: the oldest waiting frame and the stage it leaves.
+    /// The caller must count its exit (deliver or drop) with
+    /// [`Counters::exit`] on this filter and, for exclusive filters, globally.
+    pub fn pop(&self) -> Option<(Stage, Delivery)> {
+        if let Some(d) = self.queue.pop() {
+            return Some((Stage::Queue, d));
+        }
+        self.overflow.pop().map(|d| (Stage::Overflow, d))
+    }
+
+    /// Frees the storage of a frame that is leaving (its bytes already
+    /// delivered, or dropped). Pages go back to the server's free frames.
+    pub fn release(&self, d: Delivery, pool: &OverflowPool) {
+        match d.placed {
+            Placed::Small(s) => self.space.unstage(s),
+            Placed::Large(p) => self.space.give_back(p),
+            Placed::Spilled(s) => pool.release(s),
+        }
+    }
+
+    /// The client gave page frame `page` back in an exchange.
+    pub fn give_back(&self, page: Page) {
+        self.space.give_back(page);
+    }
+
+    /// Marks the filter closed: the control plane refuses further calls.
+    pub fn close(&self) -> bool {
+        !self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Drops every waiting frame (reason `closed`) and frees its storage.
+    /// Safe to call from either thread, and more than once.
+    pub fn drain_closed(&self, pool: &OverflowPool, global: Option<&Counters>) -> u64 {
+        let mut n = 0;
+        while let Some((stage, d)) = self.pop() {
+            self.release(d, pool);
+            self.counters.exit(stage, Exit::Closed, 0);
+            if let Some(g) = global {
+                g.exit(stage, Exit::Closed, 0);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Frames in the queue and in overflow now (approximate while traffic flows).
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.queue.len(), self.overflow.len())
+    }
+
+    /// Free page frames the server holds for this filter now.
+    pub fn free_frames(&self) -> usize {
+        self.space.free_frames()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn geometry() -> FilterGeometry {
+        FilterGeometry {
+            queue_limit: 4,
+            frames: 8,
+            small_slots: 4,
+            frame_size: 256,
+            small_threshold: 16,
+        }
+    }
+
+    fn rx(data: &[u8]) -> RxFrame<'_> {
+        RxFrame {
+            data,
+            wire_len: data.len() as u32,
+            ts_ns: 1,
+        }
+    }
+
+    #[test]
+    fn spills_in_order_then_drops_queue_full() {
+        let pool = OverflowPool::new(2, 256, 16);
+        let global = Counters::default();
+        let (f, _client) = Filter::new(1, Mode::Exclusive, "x".into(), geometry(), 2);
+        let mut outcomes = Vec::new();
+        for i in 0u8..8 {
+            outcomes.push(f.place(&rx(&[i; 8]), &pool, Some(&global)));
+        }
+        use Outcome::*;
+        assert_eq!(
+            outcomes,
+            [
+                Queued,
+                Queued,
+                Queued,
+                Queued,
+                Overflow,
+                Overflow,
+                Dropped(DropReason::QueueFull),
+                Dropped(DropReason::QueueFull)
+            ]
+        );
+        let s = global.snapshot();
+        assert_eq!(
+            (s.received, s.queued, s.overflow, s.dropped()),
+            (8, 4, 2, 2)
+        );
+        assert!(s.identity_holds());
+        // Arrival order across the two stages.
+        let mut seen = Vec::new();
+        while let Some((stage, d)) = f.pop() {
+            seen.push(d.rpc_bytes()[0]);
+            f.release(d, &pool);
+            f.counters.exit(stage, Exit::Small, 8);
+            global.exit(stage, Exit::Small, 8);
+        }
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        let s = global.snapshot();
+        assert_eq!((s.delivered_small, s.queued, s.overflow), (6, 0, 0));
+        assert!(s.identity_holds());
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn large_frames_need_a_free_page_then_spill() {
+        let pool = OverflowPool::new(8, 256, 16);
+        let (f, _client) = Filter::new(1, Mode::Exclusive, "x".into(), geometry(), 8);
+        // 8 frames: the server holds 4 free; the queue holds 4.
+        for _ in 0..4 {
+            assert_eq!(f.place(&rx(&[7; 100]), &pool, None), Outcome::Queued);
+        }
+        assert_eq!(f.free_frames(), 0);
+        assert_eq!(f.place(&rx(&[7; 100]), &pool, None), Outcome::Overflow);
+        // Once something is in overflow, small frames follow it there.
+        assert_eq!(f.place(&rx(&[1; 4]), &pool, None), Outcome::Overflow);
+    }
+
+    #[test]
+    fn drain_closed_frees_everything() {
+        let pool = OverflowPool::new(8, 256, 16);
+        let global = Counters::default();
+        let (f, _client) = Filter::new(1, Mode::Exclusive, "x".into(), geometry(), 8);
+        for i in 0..10u8 {
+            f.place(&rx(&[i; 100]), &pool, Some(&global));
+        }
+        assert_eq!(f.drain_closed(&pool, Some(&global)), 10);
+        assert_eq!(f.free_frames(), 4);
+        assert_eq!(pool.in_use(), 0);
+        let s = global.snapshot();
+        assert_eq!(s.drops_for(DropReason::Closed), 10);
+        assert!(s.identity_holds());
+    }
+}

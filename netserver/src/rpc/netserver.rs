@@ -1,0 +1,46 @@
+//! `NetServer`: the bootstrap capability of the client socket.
+
+use std::rc::Rc;
+
+use netserver_schema::netserver_capnp::net_server;
+
+use super::This;
+use crate::control::{Authority, ControlPlane};
+
+/// Serves `NetServer` to one connection.
+pub struct NetServerImpl {
+    cp: Rc<ControlPlane>,
+}
+
+impl NetServerImpl {
+    pub fn new(cp: Rc<ControlPlane>) -> NetServerImpl {
+        NetServerImpl { cp }
+    }
+}
+
+impl net_server::Server for NetServerImpl {
+    async fn install_filter(
+        self: This<Self>,
+        params: net_server::InstallFilterParams,
+        mut results: net_server::InstallFilterResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let options = if p.has_options() {
+            Some(p.get_options()?)
+        } else {
+            None
+        };
+        let fetch = super::install(&self.cp, p.get_expression()?, options, Authority::Client)?;
+        results.get().set_fetch(fetch);
+        Ok(())
+    }
+
+    async fn info(
+        self: This<Self>,
+        _: net_server::InfoParams,
+        mut results: net_server::InfoResults,
+    ) -> capnp::Result<()> {
+        super::fill_info(results.get().init_info(), &self.cp);
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! `netserver serve`: sockets, the control-plane runtime, shutdown.
+//!
+//! The control plane runs on tokio-uring's runtime (`tokio_uring::start`).
+//! Connections are accepted with tokio's `UnixListener` (tokio-uring 0.5's
+//! own listener fails on kernels ≥ 6.12, tokio-rs/tokio-uring#323) and
+//! served by capnp-rpc's two-party network over the stream. The capnp RPC
+//! system is `!Send`, so every connection is a local task on this thread;
+//! the data path runs on its own thread (see [`crate::datapath`]).
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use netserver_schema::netserver_capnp::{net_server, operator};
+use tokio::net::UnixListener;
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+
+use crate::backend::emulated::Emulated;
+use crate::backend::pcap::{PcapReplay, ReplayOptions};
+use crate::backend::{Backend, BackendError, BackendSpec, Wake};
+use crate::config::{Config, ConfigError};
+use crate::control::ControlPlane;
+use crate::datapath::DataPathHandle;
+use crate::place::OverflowPool;
+use crate::rpc::{reader_options, NetServerImpl, OperatorImpl};
+use crate::stats::Counters;
+use crate::tag::TagAllocator;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("another netserver is already listening on {0}; stop it or pick another --socket")]
+    InUse(PathBuf),
+    #[error("{path} exists and is not a socket; remove it or pick another --socket")]
+    NotASocket { path: PathBuf },
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the data-path thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// Removes a stale socket file (a server that died without cleaning up);
+/// refuses when a server still answers on it.
+fn clear_stale(path: &Path) -> Result<(), ServeError> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServeError::InUse(path.to_path_buf()));
+            }
+            tracing::info!(path = %path.display(), "removing stale socket");
+            std::fs::remove_file(path).map_err(|source| ServeError::Listen {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Ok(_) => Err(ServeError::NotASocket {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Binds `path` with permission bits `mode`. The umask is narrowed while
+/// binding so the socket never exists with wider permissions.
+fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+    clear_stale(path)?;
+    let err = |source| ServeError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !mode));
+    let l = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let l = l.map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(l)
+}
+
+/// Removes the socket files when dropped.
+struct SocketFiles(Vec<PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn start_backend(config: &Config, wake: &Wake) -> Result<Box<dyn Backend>, ServeError> {
+    let (ring, fs) = (config.rx_ring as usize, config.frame_size as usize);
+    Ok(match &config.backend {
+        BackendSpec::Emulated => Box::new(Emulated::new(ring, fs, wake.clone())),
+        BackendSpec::Pcap(path) => Box::new(PcapReplay::start(
+            path,
+            ReplayOptions {
+                rate: config.rate,
+                repeat: config.repeat,
+            },
+            ring,
+            fs,
+            wake.clone(),
+        )?),
+    })
+}
+
+/// Runs a server until an operator asks it to stop or the process gets
+/// SIGINT/SIGTERM. Blocks; call from a thread of its own.
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    serve_with(config, |_| {})
+}
+
+/// [`serve`], calling `ready` with the socket path once both sockets listen.
+pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), ServeError> {
+    config.validate()?;
+    let wake = Wake::default();
+    let backend = start_backend(&config, &wake)?;
+    let backend_name = backend.name().to_owned();
+    let injector = backend.injector();
+    let global = Arc::new(Counters::default());
+    let pool = Arc::new(OverflowPool::new(
+        config.overflow_limit as usize,
+        config.frame_size as usize,
+        config.small_threshold as usize,
+    ));
+    let datapath = DataPathHandle::spawn(backend, pool.clone(), global.clone(), wake)
+        .map_err(ServeError::Thread)?;
+    let tags = TagAllocator::random();
+
+    tokio_uring::start(async move {
+        let client_path = config.socket.clone();
+        let operator_path = config.operator_socket();
+        let client = bind(&client_path, 0o666)?;
+        let _files_client = SocketFiles(vec![client_path.clone()]);
+        let operator = bind(&operator_path, 0o600)?;
+        let _files_operator = SocketFiles(vec![operator_path.clone()]);
+        let cp = Rc::new(ControlPlane::new(
+            config,
+            tags,
+            datapath,
+            global,
+            pool,
+            injector,
+            backend_name.clone(),
+        ));
+        tracing::info!(
+            socket = %client_path.display(),
+            operator = %operator_path.display(),
+            backend = %backend_name,
+            epoch = format_args!("{:#06x}", cp.epoch()),
+            "netserver listening"
+        );
+        let client_loop = {
+            let cp = cp.clone();
+            tokio::task::spawn_local(async move {
+                let bootstrap: net_server::Client = capnp_rpc::new_client(NetServerImpl::new(cp));
+                accept_loop(client, bootstrap.client, "client").await;
+            })
+        };
+        let operator_loop = {
+            let cp = cp.clone();
+            tokio::task::spawn_local(async move {
+                let bootstrap: operator::Client = capnp_rpc::new_client(OperatorImpl::new(cp));
+                accept_loop(operator, bootstrap.client, "operator").await;
+            })
+        };
+        ready(&client_path);
+        wait_for_stop(&cp).await;
+        // Let the reply to `shutdown` go out.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client_loop.abort();
+        operator_loop.abort();
+        cp.stop();
+        let s = cp.snapshot();
+        tracing::info!(
+            received = s.received,
+            delivered = s.delivered(),
+            dropped = s.dropped(),
+            identity = s.identity_holds(),
+            "netserver stopped"
+        );
+        Ok(())
+    })
+}
+
+async fn wait_for_stop(cp: &ControlPlane) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = cp.shutdown_requested() => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        () = term => tracing::info!("terminated"),
+    }
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    bootstrap: capnp::capability::Client,
+    which: &'static str,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, which, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        tracing::debug!(which, "connection accepted");
+        let (reader, writer) = stream.into_split();
+        let network = twoparty::VatNetwork::new(
+            futures::io::BufReader::new(reader.compat()),
+            futures::io::BufWriter::new(writer.compat_write()),
+            Side::Server,
+            reader_options(),
+        );
+        let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.clone()));
+        tokio::task::spawn_local(async move {
+            if let Err(e) = rpc.await {
+                tracing::debug!(error = %e, which, "connection ended with an error");
+            } else {
+                tracing::debug!(which, "connection closed");
+            }
+        });
+    }
+}
