@@ -38,7 +38,10 @@ pub mod pool;
 pub mod rpc;
 pub mod serve;
 pub mod stats;
+pub mod sys;
 pub mod tag;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::Config;
 pub use serve::{serve, serve_with, ServeError};

@@ -22,6 +22,7 @@
 //!
 //! [`RxRing`]: crate::pool::RxRing
 
+pub mod af_packet;
 pub mod emulated;
 pub mod pcap;
 

@@ -1,0 +1,469 @@
+//! Real-mode tests of the AF_PACKET syscall layer over a veth pair between
+//! two network namespaces: frames sent at the peer end arrive byte-identical
+//! with their real lengths through every receive path of `sys::uring`.
+//!
+//! They need root and iproute2 (and tcpreplay for the capture replays); they
+//! print why they skip otherwise, and fail instead under `CI=true`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netserver::sys::af_packet::{PacketSocket, PacketSocketConfig};
+use netserver::sys::uring::{PacketRing, UringConfig};
+use netserver::testing::netns::{real_mode_or_skip, PEER_IF, SERVER_IF};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(5));
+
+fn capture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/pcaps")
+        .join(name)
+}
+
+/// The frames of a capture, in order.
+fn capture_frames(name: &str) -> Vec<Vec<u8>> {
+    let path = capture(name);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
+    let mut frames = Vec::new();
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.expect("a well-formed packet record");
+        assert_eq!(
+            pkt.orig_len as usize,
+            pkt.data.len(),
+            "test captures are untruncated"
+        );
+        frames.push(pkt.data.into_owned());
+    }
+    frames
+}
+
+/// Test frames of the given sizes: broadcast destination, a fixed source,
+/// a local-experimental EtherType, then a counter pattern.
+fn crafted(sizes: &[usize]) -> Vec<Vec<u8>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut f = vec![0u8; len];
+            f[..6].copy_from_slice(&[0xff; 6]);
+            f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+            f[12..14].copy_from_slice(&[0x88, 0xb5]);
+            for (j, b) in f[14..].iter_mut().enumerate() {
+                *b = (i * 7 + j) as u8;
+            }
+            f
+        })
+        .collect()
+}
+
+fn open_ring(config: &UringConfig) -> PacketRing {
+    let sock = PacketSocket::open(SERVER_IF, &PacketSocketConfig::default())
+        .expect("open AF_PACKET socket");
+    PacketRing::new(sock, config).expect("create io_uring")
+}
+
+/// Sends `frames` from the peer end with a plain packet socket.
+fn send_from_peer(lab: &netserver::testing::netns::VethLab, frames: &[Vec<u8>]) {
+    lab.peer.run(|| {
+        let sock =
+            PacketSocket::open(PEER_IF, &PacketSocketConfig::default()).expect("peer socket");
+        for f in frames {
+            assert_eq!(sock.send(f).expect("send"), f.len());
+        }
+    });
+}
+
+/// Receives `n` frames by peek-then-place: small frames are taken from the
+/// peek buffer, large ones received into a destination buffer. Returns the
+/// frames and how many took the large path.
+fn recv_peek_place(ring: &mut PacketRing, n: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut got = Vec::with_capacity(n);
+    let mut large = 0;
+    let mut dst = vec![0u8; 65536];
+    while got.len() < n {
+        let Some(peek) = ring.peek(WAIT).expect("peek") else {
+            panic!("timed out after {} of {n} frames", got.len());
+        };
+        if peek.is_complete() {
+            let frame = peek.head.to_vec();
+            assert_eq!(ring.consume().expect("consume"), frame.len());
+            got.push(frame);
+        } else {
+            let frame_len = peek.frame_len;
+            let head = peek.head.to_vec();
+            let r = ring.recv_into(&mut dst).expect("recv_into");
+            assert_eq!(
+                r.frame_len, frame_len,
+                "peek and receive disagree on the length"
+            );
+            assert!(r.is_complete());
+            assert_eq!(
+                &dst[..head.len()],
+                &head[..],
+                "peeked head differs from the frame"
+            );
+            got.push(dst[..r.copied].to_vec());
+            large += 1;
+        }
+    }
+    (got, large)
+}
+
+fn assert_same_frames(got: &[Vec<u8>], want: &[Vec<u8>]) {
+    assert_eq!(got.len(), want.len(), "frame count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "length of frame {i}");
+        assert!(g == w, "bytes of frame {i} differ");
+    }
+}
+
+#[test]
+fn peek_then_place_receives_a_replayed_capture_byte_identical() {
+    let Some(lab) = real_mode_or_skip("afp-peek", &["tcpreplay"], 1500) else {
+        return;
+    };
+    let want = capture_frames("tcpdump-afs.pcap");
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
+        .expect("tcpreplay");
+    let (got, large) = recv_peek_place(&mut ring, want.len());
+    assert_same_frames(&got, &want);
+    let small = want.len() - large;
+    assert_eq!(large, want.iter().filter(|f| f.len() > 128).count());
+    assert!(large > 0 && small > 0, "the capture exercises both paths");
+    let stats = ring.socket().statistics().expect("PACKET_STATISTICS");
+    assert_eq!(stats.drops, 0, "kernel dropped frames: {stats:?}");
+    // Nothing else arrived.
+    assert!(ring
+        .peek(Some(Duration::from_millis(200)))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn batched_receive_gets_a_replayed_capture_byte_identical() {
+    let Some(lab) = real_mode_or_skip("afp-batch", &["tcpreplay"], 1500) else {
+        return;
+    };
+    let want = capture_frames("tcpdump-QinQpacket.pcap");
+    let mut ring = lab.server.run(|| {
+        open_ring(&UringConfig {
+            batch_buffers: 64, // fewer than the frames: the multishot re-arms
+            ..UringConfig::default()
+        })
+    });
+    lab.replay(&capture("tcpdump-QinQpacket.pcap"), &["--topspeed"])
+        .expect("tcpreplay");
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let n = ring
+            .recv_batch(32, WAIT, |f| {
+                assert!(f.is_complete());
+                got.push(f.data.to_vec());
+            })
+            .expect("recv_batch");
+        assert!(
+            n > 0,
+            "timed out after {} of {} frames",
+            got.len(),
+            want.len()
+        );
+        assert!(n <= 32);
+    }
+    assert_same_frames(&got, &want);
+}
+
+#[test]
+fn lengths_are_exact_at_every_boundary_and_oversize_is_reported() {
+    let Some(lab) = real_mode_or_skip("afp-len", &[], 9000) else {
+        return;
+    };
+    let sizes = [14, 60, 127, 128, 129, 1514, 2032, 2033, 4096, 9014];
+    let want = crafted(&sizes);
+
+    // Peek then place.
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    send_from_peer(&lab, &want);
+    let (got, large) = recv_peek_place(&mut ring, want.len());
+    assert_same_frames(&got, &want);
+    assert_eq!(large, sizes.iter().filter(|&&s| s > 128).count());
+
+    // Into a destination that is too small: cut, with the real length.
+    send_from_peer(&lab, &want[9..]);
+    let peek = ring.peek(WAIT).unwrap().expect("a frame");
+    assert_eq!(peek.frame_len, 9014);
+    let mut page = vec![0u8; 4096];
+    let r = ring.recv_into(&mut page).unwrap();
+    assert_eq!((r.copied, r.frame_len), (4096, 9014));
+    assert_eq!(&page[..], &want[9][..4096]);
+
+    // Batched: frames beyond a buffer (2048 - 16 bytes) are reported cut.
+    send_from_peer(&lab, &want);
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let n = ring
+            .recv_batch(64, WAIT, |f| got.push((f.data.to_vec(), f.frame_len)))
+            .unwrap();
+        assert!(n > 0, "timed out");
+    }
+    for ((data, frame_len), w) in got.iter().zip(&want) {
+        assert_eq!(*frame_len, w.len());
+        let kept = w.len().min(ring.batch_frame_capacity());
+        assert_eq!(data.len(), kept);
+        assert_eq!(&data[..], &w[..kept]);
+    }
+}
+
+#[test]
+fn switching_modes_loses_and_reorders_nothing() {
+    let Some(lab) = real_mode_or_skip("afp-switch", &[], 1500) else {
+        return;
+    };
+    let sizes: Vec<usize> = (0..40)
+        .map(|i| if i % 3 == 0 { 1000 } else { 64 + i })
+        .collect();
+    let want = crafted(&sizes);
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    send_from_peer(&lab, &want);
+
+    // Peek a frame, then switch to batches without taking it: it comes first.
+    let first = ring.peek(WAIT).unwrap().expect("a frame").frame_len;
+    assert_eq!(first, want[0].len());
+    let mut got = Vec::new();
+    let n = ring
+        .recv_batch(5, WAIT, |f| got.push(f.data.to_vec()))
+        .unwrap();
+    assert_eq!(n, 5);
+    // Peeking while a batch receive is armed is refused, not silently lossy.
+    assert!(ring.peek(WAIT).is_err());
+    // Stop: what the kernel had already placed is handed over, in order ...
+    ring.stop_batch(|f| got.push(f.data.to_vec())).unwrap();
+    // ... and peeking continues with the next frame.
+    let rest = want.len() - got.len();
+    let (tail, _) = recv_peek_place(&mut ring, rest);
+    got.extend(tail);
+    assert_same_frames(&got, &want);
+}
+
+#[test]
+fn sends_through_the_ring_arrive_byte_identical() {
+    let Some(lab) = real_mode_or_skip("afp-send", &[], 1500) else {
+        return;
+    };
+    let want = crafted(&[60, 128, 129, 700, 1514, 64, 1514]);
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    let peer = lab
+        .peer
+        .run(|| PacketSocket::open(PEER_IF, &PacketSocketConfig::default()).expect("peer socket"));
+
+    assert_eq!(ring.send(&want[0]).unwrap(), want[0].len());
+    let refs: Vec<&[u8]> = want[1..].iter().map(Vec::as_slice).collect();
+    let mut results = vec![None; refs.len()];
+    ring.send_batch(&refs, |i, r| results[i] = Some(r.expect("send")));
+    for (r, f) in results.iter().zip(&want[1..]) {
+        assert_eq!(*r, Some(f.len()));
+    }
+
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while got.len() < want.len() {
+        assert!(
+            peer.wait_readable(WAIT).unwrap(),
+            "timed out after {} frames",
+            got.len()
+        );
+        let r = peer.recv(&mut buf, false).unwrap();
+        got.push(buf[..r.copied].to_vec());
+    }
+    assert_same_frames(&got, &want);
+    // PACKET_IGNORE_OUTGOING: the server did not receive its own frames.
+    assert!(ring
+        .peek(Some(Duration::from_millis(200)))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn vlan_tags_stripped_by_the_kernel_are_reinserted_on_the_peek_path() {
+    let Some(lab) = real_mode_or_skip("afp-vlan", &["tcpreplay"], 1500) else {
+        return;
+    };
+    // 802.1ad (QinQ) frames from a capture and crafted 802.1Q ones (one
+    // priority-tagged, VLAN 0): the kernel strips the outer tag into
+    // metadata; the ring puts it back.
+    let mut want = capture_frames("tcpdump-QinQpacket.pcap");
+    assert!(want.iter().all(|f| f[12..14] == [0x88, 0xa8]));
+    let mut dot1q = crafted(&[64, 200, 1518, 130]);
+    for (i, f) in dot1q.iter_mut().enumerate() {
+        let tci: u16 = if i == 3 { 0 } else { 100 + i as u16 };
+        f.splice(12..12, [0x81, 0x00, (tci >> 8) as u8, tci as u8]);
+        f.truncate(f.len() - 4);
+    }
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    lab.replay(&capture("tcpdump-QinQpacket.pcap"), &["--topspeed"])
+        .expect("tcpreplay");
+    send_from_peer(&lab, &dot1q);
+    want.extend(dot1q);
+    let (got, large) = recv_peek_place(&mut ring, want.len());
+    assert_same_frames(&got, &want);
+    assert!(large > 0);
+
+    // A destination too small for the tag and the MACs is refused.
+    send_from_peer(&lab, &want[want.len() - 2..want.len() - 1]);
+    let peek = ring.peek(WAIT).unwrap().expect("a frame");
+    assert_eq!(peek.frame_len, 1518);
+    assert!(ring.recv_into(&mut [0u8; 15]).is_err());
+    let mut page = vec![0u8; 4096];
+    let r = ring.recv_into(&mut page).unwrap();
+    assert_eq!(&page[..r.copied], &want[want.len() - 2][..]);
+}
+
+mod backend {
+    //! The `af_packet` backend over the same lab: the copied path through
+    //! the `Backend` trait, and peek-then-place straight into a client's
+    //! exchange-region frame.
+
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use exchange::layout::RX_ZERO_COPY;
+    use exchange::{pass, ClientRegion, Geometry, Received, RxMeta, ServerConfig, ServerRegion};
+    use netserver::backend::af_packet::{AfPacket, AfPacketOptions};
+    use netserver::backend::Backend;
+    use netserver::testing::netns::{real_mode_or_skip, SERVER_IF};
+
+    use super::{assert_same_frames, capture, capture_frames};
+
+    fn open() -> AfPacket {
+        AfPacket::open(SERVER_IF, &AfPacketOptions::default()).expect("open af_packet backend")
+    }
+
+    #[test]
+    fn recv_batch_lends_complete_frames_through_the_trait() {
+        let Some(lab) = real_mode_or_skip("afb-copy", &["tcpreplay"], 1500) else {
+            return;
+        };
+        let want = capture_frames("tcpdump-afs.pcap");
+        let mut nic = lab.server.run(open);
+        assert_eq!(nic.name(), format!("af_packet:{SERVER_IF}"));
+        lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
+            .expect("tcpreplay");
+        let mut got = Vec::new();
+        let mut idle = 0;
+        while got.len() < want.len() && idle < 100 {
+            let n = nic.recv_batch(64, &mut |f| {
+                assert_eq!(f.wire_len as usize, f.data.len());
+                got.push(f.data.to_vec());
+            });
+            if n == 0 {
+                idle += 1;
+                nic.wait(Duration::from_millis(50));
+            }
+        }
+        assert_same_frames(&got, &want);
+        let c = nic.counters();
+        assert_eq!(c.copied, want.len() as u64);
+        assert_eq!(c.zero_copy + c.truncated + c.errors, 0);
+        assert_eq!(nic.kernel_stats().unwrap().drops, 0);
+    }
+
+    fn region() -> (ClientRegion, Vec<exchange::Frame>, ServerRegion) {
+        let geometry = Geometry {
+            rx_entries: 64,
+            fill_entries: 64,
+            tx_entries: 4,
+            completion_entries: 4,
+            small_slot_count: 64,
+            small_slot_size: 128,
+            frame_count: 64,
+            frame_size: 4096,
+        };
+        let (client, frames) = ClientRegion::create(geometry).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        client.send_to(a.as_fd(), &[3; pass::TOKEN_LEN]).unwrap();
+        let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2)).unwrap();
+        let server = ServerRegion::attach(req.fds, &ServerConfig::default()).unwrap();
+        (client, frames, server)
+    }
+
+    #[test]
+    fn peek_then_place_writes_large_frames_straight_into_a_client_frame() {
+        let Some(lab) = real_mode_or_skip("afb-zc", &["tcpreplay"], 1500) else {
+            return;
+        };
+        let want = capture_frames("tcpdump-afs.pcap");
+        let (mut client, mut frames, mut server) = region();
+        client.fill(&mut frames).unwrap();
+        let mut nic = lab.server.run(open);
+        lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
+            .expect("tcpreplay");
+
+        let mut got = Vec::new();
+        let mut small = [0u8; 128];
+        let mut idle = 0;
+        while got.len() < want.len() && idle < 20 {
+            server.refill().unwrap();
+            // The data path's side: classify on `data`, then place.
+            let n = nic.recv_placed(8, Duration::from_millis(100), &mut |f, body| {
+                let meta = RxMeta {
+                    tag: 1,
+                    timestamp_ns: f.ts_ns,
+                    wire_len: f.wire_len,
+                    ..Default::default()
+                };
+                match body {
+                    None => server.deliver_small(f.data, &meta).unwrap(),
+                    Some(body) => {
+                        let frame = server.take_frame().expect("a free client frame");
+                        let raw = server.raw_frame(&frame);
+                        let r = body.read_into_frame(&raw).expect("receive into the frame");
+                        drop(raw);
+                        assert_eq!(r.frame_len, f.wire_len as usize);
+                        // A second write-out of the same body is refused.
+                        assert!(body.read_into(&mut [0u8; 64]).is_err());
+                        let meta = RxMeta {
+                            flags: RX_ZERO_COPY,
+                            ..meta
+                        };
+                        server.deliver_frame(frame, 0, r.copied, &meta).unwrap();
+                    }
+                }
+            });
+            server.publish().unwrap();
+            if n == 0 {
+                idle += 1;
+            }
+            // The client's side: take everything, give the frames back.
+            while let Some(p) = client
+                .fetch(&mut small, None, Some(Duration::ZERO))
+                .unwrap()
+            {
+                match p {
+                    Received::Small { len, .. } => got.push(small[..len].to_vec()),
+                    Received::Large {
+                        frame,
+                        offset,
+                        len,
+                        info,
+                    } => {
+                        assert!(info.flags & RX_ZERO_COPY != 0);
+                        got.push(client.frame(&frame)[offset..offset + len].to_vec());
+                        frames.push(frame);
+                    }
+                }
+            }
+            client.fill(&mut frames).unwrap();
+        }
+        assert_same_frames(&got, &want);
+        let c = nic.counters();
+        let large = want.iter().filter(|f| f.len() > 128).count() as u64;
+        assert_eq!(
+            c.zero_copy, large,
+            "every large frame took the zero-copy path"
+        );
+        assert_eq!(c.small_in_peek, want.len() as u64 - large);
+        assert_eq!(c.copied + c.discarded + c.errors, 0);
+    }
+}
