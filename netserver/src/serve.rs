@@ -114,6 +114,22 @@ fn start_backend(config: &Config, wake: &Wake) -> Result<Box<dyn Backend>, Serve
             fs,
             wake.clone(),
         )?),
+        BackendSpec::AfPacket(iface) => Box::new(
+            crate::backend::af_packet::AfPacket::open(iface, &Default::default()).map_err(
+                |source| BackendError::Device {
+                    backend: format!("af_packet:{iface}"),
+                    source,
+                },
+            )?,
+        ),
+        BackendSpec::Tap(name) => {
+            Box::new(crate::backend::tap::Tap::open(name).map_err(|source| {
+                BackendError::Device {
+                    backend: format!("tap:{name}"),
+                    source,
+                }
+            })?)
+        }
     })
 }
 

@@ -467,3 +467,110 @@ mod backend {
         assert_eq!(c.copied + c.discarded + c.errors, 0);
     }
 }
+
+mod server_binary {
+    //! `netserver serve --backend af_packet:IFACE` inside the namespace.
+    //! (Per-filter delivery over the real interface is checked by the
+    //! workspace's end-to-end tests, which drive clients with `nsctl`.)
+
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use netserver::testing::netns::{real_mode_or_skip, SERVER_IF};
+
+    use super::capture;
+
+    fn promiscuity(lab: &netserver::testing::netns::VethLab) -> u32 {
+        let out = Command::new("ip")
+            .args(["-n", lab.server.name(), "-d", "link", "show", SERVER_IF])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "promiscuity")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no promiscuity in {text}"))
+    }
+
+    #[test]
+    fn serves_an_interface_and_stops_cleanly() {
+        let Some(lab) = real_mode_or_skip("afs-serve", &["tcpreplay"], 1500) else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("netserver-afs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("ns.sock");
+        let mut server = lab
+            .server
+            .command(env!("CARGO_BIN_EXE_netserver"))
+            .args([
+                "serve",
+                "--backend",
+                &format!("af_packet:{SERVER_IF}"),
+                "--socket",
+            ])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !socket.exists() {
+            if let Some(status) = server.try_wait().unwrap() {
+                let out = server.wait_with_output().unwrap();
+                panic!(
+                    "server exited ({status}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "server not ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The backend's socket joined the interface promiscuously.
+        assert_eq!(promiscuity(&lab), 1);
+        lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
+            .expect("tcpreplay");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "server died under traffic"
+        );
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(server.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let out = server.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "server exit {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(promiscuity(&lab), 0, "membership left with the socket");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_interface_is_a_clear_startup_error() {
+        let Some(lab) = real_mode_or_skip("afs-missing", &[], 1500) else {
+            return;
+        };
+        let socket =
+            std::env::temp_dir().join(format!("netserver-afm-{}.sock", std::process::id()));
+        let out = lab
+            .server
+            .command(env!("CARGO_BIN_EXE_netserver"))
+            .args(["serve", "--backend", "af_packet:nosuch0", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("nosuch0") && err.contains("ip link"), "{err}");
+    }
+}

@@ -25,6 +25,7 @@
 pub mod af_packet;
 pub mod emulated;
 pub mod pcap;
+pub mod tap;
 
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -53,8 +54,17 @@ pub enum BackendError {
     },
     #[error("capture {path} is not a pcap file this server can replay: {message}")]
     Format { path: String, message: String },
-    #[error("unknown backend {0:?}: use `emulated` or `pcap:FILE`")]
+    #[error(
+        "unknown backend {0:?}: use `emulated` or `pcap:FILE` \
+         (or `af_packet:IFACE` / `tap:NAME` for a real interface)"
+    )]
     Unknown(String),
+    #[error("cannot open backend {backend}: {source}")]
+    Device {
+        backend: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A source of received frames, driven by the data-path thread.
@@ -100,6 +110,10 @@ impl Wake {
 pub enum BackendSpec {
     Emulated,
     Pcap(std::path::PathBuf),
+    /// `af_packet:IFACE`: a real interface through an AF_PACKET socket.
+    AfPacket(String),
+    /// `tap:NAME`: a TAP interface, created or attached to.
+    Tap(String),
 }
 
 impl std::str::FromStr for BackendSpec {
@@ -110,6 +124,10 @@ impl std::str::FromStr for BackendSpec {
             Ok(BackendSpec::Emulated)
         } else if let Some(path) = s.strip_prefix("pcap:").filter(|p| !p.is_empty()) {
             Ok(BackendSpec::Pcap(path.into()))
+        } else if let Some(iface) = s.strip_prefix("af_packet:").filter(|i| !i.is_empty()) {
+            Ok(BackendSpec::AfPacket(iface.to_owned()))
+        } else if let Some(name) = s.strip_prefix("tap:").filter(|n| !n.is_empty()) {
+            Ok(BackendSpec::Tap(name.to_owned()))
         } else {
             Err(BackendError::Unknown(s.to_owned()))
         }
@@ -147,6 +165,22 @@ pub(crate) fn recv_from_ring(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_interface_specs_parse() {
+        assert_eq!(
+            "af_packet:eth0".parse::<BackendSpec>().unwrap(),
+            BackendSpec::AfPacket("eth0".into())
+        );
+        assert_eq!(
+            "tap:tap0".parse::<BackendSpec>().unwrap(),
+            BackendSpec::Tap("tap0".into())
+        );
+        for bad in ["af_packet:", "tap:", "af_packet"] {
+            let e = bad.parse::<BackendSpec>().unwrap_err().to_string();
+            assert!(e.contains("af_packet:IFACE"), "{e}");
+        }
+    }
 
     #[test]
     fn backend_spec_parses() {
