@@ -408,7 +408,13 @@ impl ClientProcess {
             match self.stderr_lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(_) => panic!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "`{}` closed stderr (exited?) without printing a line containing {needle:?}; \
+                     stderr:\n{}",
+                    self.command,
+                    self.stderr.lock().unwrap()
+                ),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "`{}` printed no stderr line containing {needle:?} within {timeout:?}; \
                      stderr so far:\n{}",
                     self.command,

@@ -599,6 +599,100 @@ fn the_packet_stream_yields_owned_packets_in_order(mode: Mode) {
     });
 }
 
+fn a_monitor_sees_copies_beside_an_exclusive_client(mode: Mode) {
+    let server = Server::start(mode);
+    let file = "tcpdump-edns-opts.pcap";
+    let mut exclusive = server.spawn_nsctl(&[
+        "install",
+        "udp dst port 53",
+        "--idle-exit",
+        "2",
+        "--timeout",
+        "120",
+    ]);
+    exclusive.wait_installed();
+    let mut monitor = server.spawn_nsctl(&[
+        "install",
+        "--monitor",
+        "udp",
+        "--idle-exit",
+        "2",
+        "--timeout",
+        "120",
+    ]);
+    monitor.wait_installed();
+    // An ordinary client may not install a monitor.
+    run(async {
+        let client = netclient::connect(server.socket()).await.unwrap();
+        let refused = client
+            .install_with(
+                "udp",
+                &InstallOptions::default().mode(netclient::Mode::Monitor),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(Error::Refused { .. })),
+            "monitor without operator authority: {refused:?}"
+        );
+    });
+    server
+        .nsctl(&["inject", "--pcap", pcap_path(file).to_str().unwrap()])
+        .success();
+    let exclusive = exclusive.wait(PATIENCE * 4).success();
+    check_received(
+        "exclusive beside a monitor",
+        &exclusive.stdout,
+        None,
+        &expected(file, "udp dst port 53"),
+    );
+    let monitor = monitor.wait(PATIENCE * 4).success();
+    check_received("monitor", &monitor.stdout, None, &expected(file, "udp"));
+}
+
+fn a_running_install_reports_the_server_going_away(mode: Mode) {
+    let mut server = Server::start(mode);
+    let file = "tcpdump-edns-opts.pcap";
+    let mut watcher = server.spawn_nsctl(&["install", "udp dst port 53", "--timeout", "120"]);
+    watcher.wait_installed();
+    server
+        .nsctl(&["inject", "--pcap", pcap_path(file).to_str().unwrap()])
+        .success();
+    let want = expected(file, "udp dst port 53");
+    eventually("the watcher drained its queue", PATIENCE, || {
+        run(async {
+            let g = operator(&server)
+                .await
+                .stats()
+                .await
+                .map_err(|e| e.to_string())?;
+            if g.delivered_small + g.delivered_large == want.len() as u64 {
+                Ok(())
+            } else {
+                Err(format!("{g:?}"))
+            }
+        })
+    });
+    let bye = server.nsctl(&["shutdown"]).success();
+    assert!(bye.stdout.contains("shutting down"), "{}", bye.stdout);
+    eventually("the server exits after shutdown", PATIENCE, || {
+        if server.is_running() {
+            Err("still running".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let done = watcher.wait(PATIENCE);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(
+        done.stderr
+            .contains("the server closed the connection (restarted or exited)"),
+        "{}",
+        done.stderr
+    );
+    // What arrived before is still reported, summary last.
+    check_received("watcher", &done.stdout, None, &want);
+}
+
 #[test]
 fn emulated_two_clients_receive_exactly_their_oracle_packets() {
     two_clients_receive_exactly_their_oracle_packets(Mode::Emulated);
@@ -637,4 +731,14 @@ fn emulated_pages_the_client_does_not_own_are_refused() {
 #[test]
 fn emulated_the_packet_stream_yields_owned_packets_in_order() {
     the_packet_stream_yields_owned_packets_in_order(Mode::Emulated);
+}
+
+#[test]
+fn emulated_a_monitor_sees_copies_beside_an_exclusive_client() {
+    a_monitor_sees_copies_beside_an_exclusive_client(Mode::Emulated);
+}
+
+#[test]
+fn emulated_a_running_install_reports_the_server_going_away() {
+    a_running_install_reports_the_server_going_away(Mode::Emulated);
 }
