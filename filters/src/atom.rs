@@ -19,6 +19,8 @@
 //! - Evaluation is bounded (protocol-chain walks have a fixed step limit),
 //!   allocates nothing and never panics, whatever the frame holds.
 
+use std::fmt;
+
 /// Width of a packet field load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Width {
@@ -326,54 +328,159 @@ impl Atom {
                 }
             }
             Atom::Protochain { net, ipv6, proto } => {
-                crate::atom::protochain::walk(frame, *net, *ipv6) == Some(*proto)
+                protochain::reaches(frame, *net, *ipv6, *proto) == Some(true)
             }
         }
     }
 }
 
 pub mod protochain {
-    //! The bounded protocol-chain walk behind [`super::Atom::Protochain`].
+    //! The bounded protocol-chain walk behind [`super::Atom::Protochain`],
+    //! step for step the BPF loop libpcap 1.10 generates for `protochain`.
+    //!
+    //! Its quirks are libpcap's, kept so verdicts agree:
+    //! - the protocol is compared **before** a header is recognised as an
+    //!   extension header, so `protochain 51` matches an AH header anywhere
+    //!   in the chain and `ip6 protochain 0` matches hop-by-hop options;
+    //! - `59` (no next header) ends the walk;
+    //! - IPv6 hop-by-hop, routing, fragment and destination-options headers
+    //!   are stepped over by `(len + 1) * 8` bytes (the fragment header too);
+    //! - after an AH header the offset becomes `(len + 2) * 4` counted from
+    //!   the network header, **not** the previous offset plus that: libpcap's
+    //!   code says `X = X + …` in its comment and stores `X = …`.
 
     use super::{load_at, Width};
 
-    /// Most extension headers a walk will step over before giving up.
-    pub const MAX_HEADERS: usize = 16;
+    /// Most headers a walk steps over before giving up. libpcap does not
+    /// bound the loop (libpcap's own tests walk 100 IPv6 extension headers).
+    /// Each IPv6 step consumes at least 8 bytes, so in a 1500-byte frame this
+    /// bound is never the one that stops the walk; only an AH chain that
+    /// loops back on itself (libpcap would spin forever) reaches it, and is
+    /// rejected.
+    pub const MAX_HEADERS: usize = 256;
 
-    /// Returns the first protocol number in the chain that is not an
-    /// extension header, or `None` if the chain runs past the captured bytes
-    /// or past [`MAX_HEADERS`].
-    pub fn walk(frame: &[u8], net: u32, ipv6: bool) -> Option<u8> {
-        let (mut next, mut at) = if ipv6 {
-            (load_at(frame, net + 6, Width::Byte)? as u8, net + 40)
+    const NO_NEXT_HEADER: u32 = 59;
+    const AUTHENTICATION_HEADER: u32 = 51;
+
+    /// Whether the chain starting at the network header at `net` reaches
+    /// protocol `proto`; `None` when the walk reads past the captured bytes
+    /// or past [`MAX_HEADERS`] headers, which rejects the packet.
+    pub fn reaches(frame: &[u8], net: u32, ipv6: bool, proto: u8) -> Option<bool> {
+        let byte = |offset: u32| load_at(frame, net.checked_add(offset)?, Width::Byte);
+        let (mut next, mut offset) = if ipv6 {
+            (byte(6)?, 40)
         } else {
-            let ihl = load_at(frame, net, Width::Byte)? & 0x0f;
-            (load_at(frame, net + 9, Width::Byte)? as u8, net + 4 * ihl)
+            (byte(9)?, 4 * (byte(0)? & 0x0f))
         };
         for _ in 0..MAX_HEADERS {
-            match next {
-                // hop-by-hop, routing, fragment, destination options: (len+1)*8
-                0 | 43 | 44 | 60 if ipv6 => {
-                    let nh = load_at(frame, at, Width::Byte)? as u8;
-                    let len = if next == 44 {
-                        8
-                    } else {
-                        (load_at(frame, at + 1, Width::Byte)? + 1) * 8
-                    };
-                    next = nh;
-                    at = at.checked_add(len)?;
-                }
-                // authentication header: (len+2)*4
-                51 => {
-                    let nh = load_at(frame, at, Width::Byte)? as u8;
-                    let len = (load_at(frame, at + 1, Width::Byte)? + 2) * 4;
-                    next = nh;
-                    at = at.checked_add(len)?;
-                }
-                other => return Some(other),
+            if next == u32::from(proto) {
+                return Some(true);
             }
+            if next == NO_NEXT_HEADER {
+                return Some(false);
+            }
+            let len = byte(offset.checked_add(1)?)?;
+            let next_offset = match next {
+                // hop-by-hop, routing, fragment, destination options
+                0 | 43 | 44 | 60 if ipv6 => offset.checked_add((len + 1) * 8)?,
+                AUTHENTICATION_HEADER => (len + 2) * 4,
+                _ => return Some(false),
+            };
+            next = byte(offset)?;
+            offset = next_offset;
         }
         None
+    }
+}
+
+// ---- Display: the notation `nsctl filter compile` prints ----
+
+impl Width {
+    /// The all-ones mask of a field of this width.
+    pub const fn full_mask(self) -> u32 {
+        match self {
+            Width::Byte => 0xff,
+            Width::Half => 0xffff,
+            Width::Word => 0xffff_ffff,
+        }
+    }
+}
+
+/// The standard Ethernet offset of the IPv4 header; other offsets (after
+/// VLAN tags) are printed explicitly.
+const ETHERNET_NETWORK_OFFSET: u32 = 14;
+
+impl fmt::Display for Base {
+    /// `ether` for the frame, `ip+ihl` for the payload of the IPv4 header at
+    /// byte 14, `ip@18+ihl` for one at another offset.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::Frame => f.write_str("ether"),
+            Base::Ipv4Payload { ip } if *ip == ETHERNET_NETWORK_OFFSET => f.write_str("ip+ihl"),
+            Base::Ipv4Payload { ip } => write!(f, "ip@{ip}+ihl"),
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    /// `ether[12:2]`, `ip+ihl[2:2]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}:{}]", self.base, self.offset, self.width.bytes())
+    }
+}
+
+/// A constant in hex, padded to the width of the field it is compared with.
+struct Hex(u32, Width);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = 2 * self.1.bytes() as usize;
+        write!(f, "0x{:0digits$x}", self.0)
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Const(value) => write!(f, "{value}"),
+            Expr::WireLen => f.write_str("len"),
+            Expr::Field(field) => write!(f, "{field}"),
+            Expr::Indexed { base, index, width } => {
+                write!(f, "{base}[{index}:{}]", width.bytes())
+            }
+            Expr::Binary { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
+            Expr::Neg(inner) => write!(f, "-{inner}"),
+        }
+    }
+}
+
+impl fmt::Display for Atom {
+    /// `ether[12:2] == 0x0800`, `ether[20:2] & 0x1fff == 0x0000`,
+    /// `len >= 100`, `protochain(ip6@14) == 17`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked =
+            |f: &mut fmt::Formatter<'_>, field: &Field, mask: u32, op: &str, value: u32| {
+                let width = field.width;
+                if mask == width.full_mask() {
+                    write!(f, "{field} {op} {}", Hex(value, width))
+                } else {
+                    write!(
+                        f,
+                        "{field} & {} {op} {}",
+                        Hex(mask, width),
+                        Hex(value, width)
+                    )
+                }
+            };
+        match self {
+            Atom::Eq { field, mask, value } => masked(f, field, *mask, "==", *value),
+            Atom::Ne { field, mask, value } => masked(f, field, *mask, "!=", *value),
+            Atom::Test { lhs, op, rhs } => write!(f, "{lhs} {} {rhs}", op.symbol()),
+            Atom::Protochain { net, ipv6, proto } => {
+                let version = if *ipv6 { "ip6" } else { "ip" };
+                write!(f, "protochain({version}@{net}) == {proto}")
+            }
+        }
     }
 }
 
@@ -430,5 +537,73 @@ mod tests {
         };
         assert!(!atom.eval(&[0], 1));
         assert!(atom.eval(&[5], 1));
+    }
+
+    #[test]
+    fn atoms_display_in_filter_notation() {
+        let ethertype = Atom::Eq {
+            field: Field::at(12, Width::Half),
+            mask: 0xffff,
+            value: 0x0800,
+        };
+        assert_eq!(ethertype.to_string(), "ether[12:2] == 0x0800");
+        let fragment = Atom::Eq {
+            field: Field::at(20, Width::Half),
+            mask: 0x1fff,
+            value: 0,
+        };
+        assert_eq!(fragment.to_string(), "ether[20:2] & 0x1fff == 0x0000");
+        let port = Atom::Ne {
+            field: Field {
+                base: Base::Ipv4Payload { ip: 14 },
+                offset: 2,
+                width: Width::Half,
+            },
+            mask: 0xffff,
+            value: 53,
+        };
+        assert_eq!(port.to_string(), "ip+ihl[2:2] != 0x0035");
+        let length = Atom::Test {
+            lhs: Expr::WireLen,
+            op: RelOp::Ge,
+            rhs: Expr::Const(100),
+        };
+        assert_eq!(length.to_string(), "len >= 100");
+    }
+
+    /// An IPv6 header at 14 whose chain is hop-by-hop (8 bytes), then UDP.
+    fn ipv6_hop_by_hop_udp() -> Vec<u8> {
+        let mut frame = vec![0u8; 14 + 40 + 8 + 8];
+        frame[14 + 6] = 0; // next header: hop-by-hop
+        frame[54] = 17; // hop-by-hop's next header: UDP
+        frame[55] = 0; // length: 8 bytes
+        frame
+    }
+
+    #[test]
+    fn protochain_steps_over_ipv6_extension_headers() {
+        let frame = ipv6_hop_by_hop_udp();
+        assert_eq!(protochain::reaches(&frame, 14, true, 17), Some(true));
+        assert_eq!(protochain::reaches(&frame, 14, true, 6), Some(false));
+        // libpcap compares before stepping: the hop-by-hop header itself matches.
+        assert_eq!(protochain::reaches(&frame, 14, true, 0), Some(true));
+        assert_eq!(protochain::reaches(&frame[..55], 14, true, 17), None);
+    }
+
+    #[test]
+    fn protochain_after_ah_counts_from_the_network_header() {
+        // IPv4 (IHL 5) carrying AH (length 4: 24 bytes) carrying AH again.
+        // libpcap reads the second AH at network offset (4 + 2) * 4 = 24,
+        // inside the first one, not at 20 + 24 = 44.
+        let mut frame = vec![0u8; 14 + 20 + 24 + 24 + 8];
+        frame[14] = 0x45;
+        frame[14 + 9] = 51;
+        frame[14 + 20] = 51; // first AH: next header AH
+        frame[14 + 21] = 4; // first AH: length
+        frame[14 + 24] = 6; // what libpcap takes for the second AH's next header
+        frame[14 + 44] = 17; // the real second AH's next header
+        assert_eq!(protochain::reaches(&frame, 14, false, 51), Some(true));
+        assert_eq!(protochain::reaches(&frame, 14, false, 6), Some(true));
+        assert_eq!(protochain::reaches(&frame, 14, false, 17), Some(false));
     }
 }

@@ -67,3 +67,29 @@ impl Program {
             .max()
     }
 }
+
+impl std::fmt::Display for Program {
+    /// One block per alternative, one atom per line:
+    ///
+    /// ```text
+    /// alternative 1 of 2:
+    ///   ether[12:2] == 0x0800
+    ///   ether[23:1] == 0x11
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.alternatives.len();
+        if count == 0 {
+            return writeln!(f, "matches no frame");
+        }
+        for (index, alternative) in self.alternatives.iter().enumerate() {
+            writeln!(f, "alternative {} of {count}:", index + 1)?;
+            if alternative.is_empty() {
+                writeln!(f, "  (every frame)")?;
+            }
+            for atom in alternative {
+                writeln!(f, "  {atom}")?;
+            }
+        }
+        Ok(())
+    }
+}
