@@ -101,6 +101,11 @@ pub async fn run(args: InstallArgs) -> Result<ExitCode, Failure> {
         .frames(args.frames)
         .small_slots(args.small_slots);
     let path = args.socket.path();
+    // A bad --write path fails before anything is installed.
+    let mut sink = match &args.write {
+        Some(file) => Some(PcapSink::create(file)?),
+        None => None,
+    };
 
     // Keep the connection alive as long as the fetch capability.
     let (_client, _operator, fetch);
@@ -115,10 +120,6 @@ pub async fn run(args: InstallArgs) -> Result<ExitCode, Failure> {
     }
     eprintln!("nsctl: installed tag={:#018x} {expression}", fetch.tag());
 
-    let mut sink = match &args.write {
-        Some(file) => Some(PcapSink::create(file)?),
-        None => None,
-    };
     let mut counts = Counts::default();
     let outcome = receive(fetch, &args, timeout, idle_exit, &mut counts, sink.as_mut()).await;
     let finished = sink.map(PcapSink::finish).transpose();
