@@ -71,7 +71,7 @@ pub fn load(
         ),
         ProtoName::Icmp6 => (
             Base::Frame,
-            layout.net() + 40,
+            layout.net().saturating_add(40),
             vec![layout.ipv6(), layout.ipv6_next_header(58)],
         ),
         ProtoName::Tcp

@@ -37,8 +37,16 @@ pub const MAX_ALTERNATIVES: usize = 256;
 /// Most atoms one alternative may have.
 pub const MAX_ATOMS_PER_ALTERNATIVE: usize = 64;
 /// Most candidate alternatives one expansion step may produce before
-/// simplification; bounds the work a hostile expression can cause.
+/// simplification.
 const MAX_CANDIDATES: usize = 4 * MAX_ALTERNATIVES;
+/// Most pairwise alternative comparisons one compilation may spend on
+/// products and simplification: bounds the time a hostile expression can
+/// cost (a few hundred milliseconds at worst), far above what real filters
+/// need (`not port 53` takes a few thousand).
+const MAX_WORK: usize = 20_000_000;
+/// Simplification merges complementary alternatives ([`resolve`]) only in
+/// sets up to this size; beyond it the quadratic rescans cost too much.
+const MAX_RESOLVE: usize = 128;
 
 type Conjunction = Vec<Leaf>;
 type Alternatives = Rc<Vec<Conjunction>>;
@@ -48,6 +56,7 @@ pub fn expand(formula: &Formula) -> Result<Vec<Vec<Atom>>, CompileError> {
     let mut expander = Expander {
         memo: HashMap::new(),
         position: 0,
+        work: 0,
     };
     let alternatives = expander.expand(formula, false)?;
     Ok(alternatives
@@ -68,6 +77,8 @@ struct Expander {
     memo: HashMap<(usize, bool), Alternatives>,
     /// Position of the innermost expression being expanded, for errors.
     position: usize,
+    /// Pairwise comparisons spent so far, against [`MAX_WORK`].
+    work: usize,
 }
 
 impl Expander {
@@ -176,11 +187,12 @@ impl Expander {
     }
 
     fn product(
-        &self,
+        &mut self,
         left: &[Conjunction],
         right: &[Conjunction],
     ) -> Result<Vec<Conjunction>, CompileError> {
         self.check_candidates(left.len().saturating_mul(right.len()))?;
+        self.spend(left.len() * right.len())?;
         let mut out = Vec::with_capacity(left.len() * right.len());
         for a in left {
             for b in right {
@@ -199,6 +211,19 @@ impl Expander {
         Ok(())
     }
 
+    fn spend(&mut self, comparisons: usize) -> Result<(), CompileError> {
+        self.work = self.work.saturating_add(comparisons);
+        if self.work > MAX_WORK {
+            return Err(CompileError::too_complex(
+                self.position,
+                format!(
+                    "expanding it takes more than {MAX_WORK} steps (limit MAX_WORK);                      split it into several filters"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn too_many_alternatives(&self) -> CompileError {
         CompileError::too_complex(
             self.position,
@@ -210,7 +235,10 @@ impl Expander {
     }
 
     /// Deduplicates and absorbs alternatives, then enforces the limits.
-    fn simplify(&self, alternatives: Vec<Conjunction>) -> Result<Vec<Conjunction>, CompileError> {
+    fn simplify(
+        &mut self,
+        alternatives: Vec<Conjunction>,
+    ) -> Result<Vec<Conjunction>, CompileError> {
         let mut seen = HashSet::new();
         let mut distinct = Vec::new();
         for conjunction in alternatives {
@@ -218,7 +246,13 @@ impl Expander {
                 distinct.push(conjunction);
             }
         }
-        let kept = absorb(resolve(distinct));
+        self.spend(distinct.len() * distinct.len())?;
+        let resolved = if distinct.len() <= MAX_RESOLVE {
+            resolve(distinct)
+        } else {
+            distinct
+        };
+        let kept = absorb(resolved);
         if kept.len() > MAX_ALTERNATIVES {
             return Err(self.too_many_alternatives());
         }
@@ -273,16 +307,49 @@ fn find_resolvable(keys: &[Vec<Atom>]) -> Option<(usize, usize, Atom)> {
             if a.len() != b.len() {
                 continue;
             }
-            let only_a: Vec<&Atom> = a.iter().filter(|atom| !b.contains(atom)).collect();
-            let only_b: Vec<&Atom> = b.iter().filter(|atom| !a.contains(atom)).collect();
-            if let ([x], [y]) = (only_a.as_slice(), only_b.as_slice()) {
+            if let Some((x, y)) = single_difference(a, b) {
                 if cover_everything(x, y) {
-                    return Some((i, j, (*x).clone()));
+                    return Some((i, j, x.clone()));
                 }
             }
         }
     }
     None
+}
+
+/// For two sorted atom lists of equal length that differ in exactly one
+/// atom each, those two atoms.
+fn single_difference<'a>(a: &'a [Atom], b: &'a [Atom]) -> Option<(&'a Atom, &'a Atom)> {
+    let (mut i, mut j) = (0, 0);
+    let (mut only_a, mut only_b) = (None, None);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                if only_a.replace(x).is_some() {
+                    return None;
+                }
+                i += 1;
+            }
+            (_, Some(y)) => {
+                if only_b.replace(y).is_some() {
+                    return None;
+                }
+                j += 1;
+            }
+            (Some(x), None) => {
+                if only_a.replace(x).is_some() {
+                    return None;
+                }
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    only_a.zip(only_b)
 }
 
 /// Whether `x or y` holds for every value of the field they both test.

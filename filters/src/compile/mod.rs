@@ -59,3 +59,6 @@ pub fn compile_with(expression: &str, options: &Options) -> Result<Program, Comp
     let alternatives = dnf::expand(&formula)?;
     Ok(Program::new(alternatives))
 }
+
+#[cfg(test)]
+mod tests;

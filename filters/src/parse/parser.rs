@@ -831,3 +831,329 @@ fn keyword_text(keyword: Keyword) -> &'static str {
         Keyword::Unsupported(word) => word,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(text: &str) -> Node {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .expect("not empty")
+    }
+
+    fn error_at(text: &str) -> usize {
+        match parse(text) {
+            Ok(node) => panic!("{text} parsed: {node:?}"),
+            Err(error) => {
+                assert!(error.position() <= text.len(), "{text}: {error}");
+                error.position()
+            }
+        }
+    }
+
+    /// A compact rendering of a tree, for comparing shapes.
+    fn shape(node: &Node) -> String {
+        match &node.kind {
+            NodeKind::And(items) => format!(
+                "and({})",
+                items.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
+            NodeKind::Or(items) => format!(
+                "or({})",
+                items.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
+            NodeKind::Not(inner) => format!("not({})", shape(inner)),
+            NodeKind::Id { qualifiers, value } => format!(
+                "{}{}{}{}",
+                qualifiers
+                    .proto()
+                    .map_or(String::new(), |p| format!("{} ", p.name())),
+                qualifiers
+                    .dir
+                    .map_or(String::new(), |d| format!("{:?} ", d.value)),
+                qualifiers
+                    .kind()
+                    .map_or(String::new(), |k| format!("{} ", k.name())),
+                value.describe()
+            ),
+            NodeKind::Abbrev(proto) => proto.name().to_string(),
+            NodeKind::Relation { op, .. } => format!("rel{}", op.symbol()),
+            other => format!("{other:?}"),
+        }
+    }
+
+    // ---- constructs ----
+
+    #[test]
+    fn empty_expression_is_none() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("  \t\n").unwrap(), None);
+    }
+
+    #[test]
+    fn and_or_have_equal_precedence_left_to_right() {
+        assert_eq!(shape(&tree("tcp or udp and ip")), "and(or(tcp, udp), ip)");
+        assert_eq!(shape(&tree("tcp and udp or ip")), "or(and(tcp, udp), ip)");
+        assert_eq!(shape(&tree("tcp && udp && ip")), "and(tcp, udp, ip)");
+    }
+
+    #[test]
+    fn not_binds_tighter() {
+        assert_eq!(shape(&tree("not tcp and udp")), "and(not(tcp), udp)");
+        assert_eq!(shape(&tree("! (tcp or udp)")), "not(or(tcp, udp))");
+    }
+
+    #[test]
+    fn bare_values_inherit_qualifiers() {
+        assert_eq!(
+            shape(&tree("host 1.2.3.4 or 5.6.7.8")),
+            "or(host 1.2.3.4, host 5.6.7.8)"
+        );
+        assert_eq!(
+            shape(&tree("tcp dst port 80 or 443")),
+            "or(tcp Dst port 80, tcp Dst port 443)"
+        );
+        assert_eq!(
+            shape(&tree("host 1.2.3.4 and not 5.6.7.8")),
+            "and(host 1.2.3.4, not(host 5.6.7.8))"
+        );
+        assert_eq!(
+            shape(&tree("host (1.2.3.4 or 5.6.7.8)")),
+            "or(host 1.2.3.4, host 5.6.7.8)"
+        );
+    }
+
+    #[test]
+    fn direction_qualifiers() {
+        assert_eq!(
+            shape(&tree("src or dst host 1.2.3.4")),
+            "SrcOrDst host 1.2.3.4"
+        );
+        assert_eq!(shape(&tree("dst and src 1.2.3.4")), "SrcAndDst 1.2.3.4");
+        assert_eq!(shape(&tree("ip src 1.2.3.4")), "ip Src 1.2.3.4");
+    }
+
+    #[test]
+    fn protocol_names_and_numbers() {
+        assert_eq!(shape(&tree("ether proto \\ip")), "link proto ip");
+        assert_eq!(shape(&tree("ip6 protochain 6")), "ip6 protochain 6");
+        assert_eq!(shape(&tree("proto 0x11")), "proto 17");
+    }
+
+    #[test]
+    fn address_forms() {
+        assert_eq!(shape(&tree("net 192.168/16")), "net 192.168/16");
+        assert_eq!(
+            shape(&tree("net 10.0.0.0 mask 255.0.0.0")),
+            "net 10.0.0.0 mask 255.0.0.0"
+        );
+        assert_eq!(shape(&tree("ip6 net 2000::/3")), "ip6 net 2000::/3");
+        assert_eq!(
+            shape(&tree("ether host abcd.ef00.0003")),
+            "link host ab:cd:ef:00:00:03"
+        );
+    }
+
+    #[test]
+    fn arithmetic_binds_tighter_than_comparison() {
+        let node = tree("ip[6] & 0x40 == 0x40");
+        let NodeKind::Relation { lhs, op, rhs } = node.kind else {
+            panic!("{node:?}")
+        };
+        assert_eq!(op, RelOp::Eq);
+        assert!(matches!(
+            lhs.kind,
+            ArithKind::Binary {
+                op: ArithOp::And,
+                ..
+            }
+        ));
+        assert_eq!(rhs.kind, ArithKind::Num(0x40));
+    }
+
+    #[test]
+    fn arithmetic_precedence_levels() {
+        // 1 + 2 * 3 | 4  =  (1 + (2 * 3)) | 4
+        let NodeKind::Relation { lhs, .. } = tree("1 + 2 * 3 | 4 == len").kind else {
+            panic!()
+        };
+        let ArithKind::Binary { op, lhs: sum, .. } = lhs.kind else {
+            panic!()
+        };
+        assert_eq!(op, ArithOp::Or);
+        assert!(matches!(
+            sum.kind,
+            ArithKind::Binary {
+                op: ArithOp::Add,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn parenthesis_is_arithmetic_when_an_operator_follows() {
+        assert_eq!(shape(&tree("(vrrp[0] & 0xf0) >> 4 == 3")), "rel==");
+        assert_eq!(shape(&tree("(ip[0] == 0x45)")), "rel==");
+        assert_eq!(shape(&tree("(tcp or udp) and ip")), "and(or(tcp, udp), ip)");
+    }
+
+    #[test]
+    fn loads_with_sizes_and_named_constants() {
+        let NodeKind::Relation { lhs, .. } = tree("tcp[tcpflags:1] & tcp-syn != 0").kind else {
+            panic!()
+        };
+        let ArithKind::Binary { lhs: load, .. } = lhs.kind else {
+            panic!()
+        };
+        let ArithKind::Load {
+            proto, index, size, ..
+        } = load.kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (proto, index.kind, size),
+            (ProtoName::Tcp, ArithKind::Num(13), 1)
+        );
+    }
+
+    #[test]
+    fn other_primitives() {
+        assert_eq!(tree("vlan 100").kind, NodeKind::Vlan(Some(100)));
+        assert_eq!(tree("vlan").kind, NodeKind::Vlan(None));
+        assert_eq!(tree("less 200").kind, NodeKind::Less(200));
+        assert_eq!(tree("greater 100").kind, NodeKind::Greater(100));
+        assert_eq!(
+            tree("byte 8 > 5").kind,
+            NodeKind::Byte {
+                index: 8,
+                op: ByteOp::Gt,
+                value: 5
+            }
+        );
+        assert_eq!(
+            tree("ip broadcast").kind,
+            NodeKind::Broadcast(Some(ProtoName::Ip))
+        );
+        assert_eq!(tree("multicast").kind, NodeKind::Multicast(None));
+    }
+
+    // ---- malformed, one case per test ----
+
+    #[test]
+    fn unclosed_group() {
+        assert_eq!(error_at("(tcp or udp"), 11);
+    }
+
+    #[test]
+    fn unbalanced_close() {
+        assert_eq!(error_at("tcp)"), 3);
+    }
+
+    #[test]
+    fn dangling_operator() {
+        assert_eq!(error_at("tcp and"), 7);
+    }
+
+    #[test]
+    fn qualifier_without_value() {
+        assert_eq!(error_at("host"), 4);
+    }
+
+    #[test]
+    fn bare_value_at_the_start() {
+        assert_eq!(error_at("1.2.3.4"), 0);
+    }
+
+    #[test]
+    fn bare_value_after_unqualified_term() {
+        assert_eq!(error_at("tcp or 80"), 7);
+    }
+
+    #[test]
+    fn two_terms_without_operator() {
+        assert_eq!(error_at("tcp udp"), 4);
+    }
+
+    #[test]
+    fn arithmetic_without_comparison() {
+        assert_eq!(error_at("ip[0] + 1"), 9);
+    }
+
+    #[test]
+    fn unclosed_load() {
+        assert_eq!(error_at("ip[0 == 1"), 5);
+    }
+
+    #[test]
+    fn keyword_where_protocol_name_expected() {
+        assert_eq!(error_at("ip proto tcp"), 9);
+    }
+
+    #[test]
+    fn direction_before_proto() {
+        assert_eq!(error_at("dst proto 6"), 4);
+    }
+
+    #[test]
+    fn invalid_byte_operator() {
+        assert_eq!(error_at("byte 8 >= 5"), 7);
+    }
+
+    #[test]
+    fn length_test_without_number() {
+        assert_eq!(error_at("less len"), 5);
+    }
+
+    #[test]
+    fn not_at_the_end() {
+        assert_eq!(error_at("tcp and not"), 11);
+    }
+
+    #[test]
+    fn mask_without_netmask() {
+        assert_eq!(error_at("net 10.0.0.0 mask"), 17);
+    }
+
+    #[test]
+    fn prefix_without_length() {
+        assert_eq!(error_at("net 10.0.0.0/"), 13);
+    }
+
+    #[test]
+    fn unknown_character() {
+        assert_eq!(error_at("port 80 $"), 8);
+    }
+
+    #[test]
+    fn unsupported_keyword() {
+        assert_eq!(error_at("mpls 5"), 0);
+    }
+
+    #[test]
+    fn nesting_too_deep() {
+        let text = format!("{}tcp{}", "(".repeat(100), ")".repeat(100));
+        assert!(error_at(&text) < text.len());
+        let nots = format!("{}tcp", "not ".repeat(200));
+        assert!(error_at(&nots) < nots.len());
+        let arith = format!("{}1 == len", "-".repeat(200));
+        assert!(error_at(&arith) < arith.len());
+    }
+
+    #[test]
+    fn alternating_and_or_too_deep() {
+        let text = (0..100)
+            .map(|i| if i % 2 == 0 { "tcp and" } else { "udp or" })
+            .collect::<Vec<_>>()
+            .join(" ")
+            + " ip";
+        assert!(error_at(&text) < text.len());
+    }
+
+    #[test]
+    fn expression_too_long() {
+        let text = "tcp or ".repeat(2000) + "udp";
+        assert!(matches!(parse(&text), Err(CompileError::TooComplex { .. })));
+    }
+}
