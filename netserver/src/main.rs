@@ -104,14 +104,20 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `serve` logs at info by default; the demo keeps its output for the
+    // report and logs only warnings. RUST_LOG overrides both.
+    let default_level = match cli.command {
+        Cmd::Serve(_) => "info",
+        Cmd::Demo(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Cmd::Serve(args) => {
             let config = match args.config() {
@@ -129,8 +135,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Demo(args) => match netserver::demo::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
+        Cmd::Demo(args) => match netserver::demo::run(&args, &mut |p| eprintln!("{p}")) {
+            Ok(report) => {
+                println!("{report}");
+                if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
             Err(e) => {
                 eprintln!("netserver demo: {e}");
                 ExitCode::FAILURE
