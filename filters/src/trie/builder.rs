@@ -10,47 +10,42 @@
 use std::sync::Arc;
 
 use super::hash_node::HashNode;
-use super::node::{Accept, Node, TestEdge};
+use super::node::{Accept, Link, Node, TestEdge};
 use super::path::{Edge, SwitchKey};
 use crate::atom::Atom;
 
 /// `node` with `accept` added at the end of `path` below it.
 pub fn inserted(node: &Node, path: &[Edge], accept: Accept, seed: u64) -> Node {
-    let mut next = node.clone();
+    let (mut accepts, mut switches, mut tests) = parts(node);
     match path.split_first() {
-        None => next.accepts = with_accept(&node.accepts, accept),
+        None => accepts = with_accept(node.accepts(), accept),
         Some((Edge::Eq { key, value }, rest)) => {
-            next.switches = switches_inserted(&node.switches, *key, *value, rest, accept, seed);
+            switches = switches_inserted(node.switches(), *key, *value, rest, accept, seed);
         }
         Some((Edge::Test(atom), rest)) => {
-            next.tests = tests_inserted(&node.tests, atom, rest, accept, seed);
+            tests = tests_inserted(node.tests(), atom, rest, accept, seed);
         }
     }
-    next.reach = next.reach.max(path_len(path));
-    next
+    Node::from_parts(accepts, switches, tests)
 }
 
 /// `node` without `accept` at the end of `path`, or `None` when nothing is
 /// left in it. A path that is not there leaves the node as it was.
 pub fn removed(node: &Node, path: &[Edge], accept: Accept, seed: u64) -> Option<Node> {
-    let mut next = node.clone();
+    let (mut accepts, mut switches, mut tests) = parts(node);
     match path.split_first() {
         None => {
-            next.accepts = node
-                .accepts
-                .iter()
-                .copied()
-                .filter(|a| *a != accept)
-                .collect();
+            let kept = node.accepts().iter().copied().filter(|a| *a != accept);
+            accepts = kept.collect();
         }
         Some((Edge::Eq { key, value }, rest)) => {
-            next.switches = switches_removed(&node.switches, *key, *value, rest, accept, seed);
+            switches = switches_removed(node.switches(), *key, *value, rest, accept, seed);
         }
         Some((Edge::Test(atom), rest)) => {
-            next.tests = tests_removed(&node.tests, atom, rest, accept, seed);
+            tests = tests_removed(node.tests(), atom, rest, accept, seed);
         }
     }
-    next.reach = next.compute_reach();
+    let next = Node::from_parts(accepts, switches, tests);
     (!next.is_empty()).then_some(next)
 }
 
@@ -61,19 +56,26 @@ pub fn find<'a>(node: &'a Node, path: &[Edge]) -> Option<&'a Node> {
     };
     let child = match edge {
         Edge::Eq { key, value } => {
-            let at = switch_index(&node.switches, *key).ok()?;
-            node.switches[at].child(*value)?
+            let at = switch_index(node.switches(), *key).ok()?;
+            node.switches()[at].child(*value)?
         }
         Edge::Test(atom) => {
-            let at = test_index(&node.tests, atom).ok()?;
-            &node.tests[at].child
+            let at = test_index(node.tests(), atom).ok()?;
+            node.tests()[at].link.node()
         }
     };
     find(child, rest)
 }
 
-fn path_len(path: &[Edge]) -> u32 {
-    u32::try_from(path.len()).unwrap_or(u32::MAX)
+type Parts = (Box<[Accept]>, Box<[HashNode]>, Box<[TestEdge]>);
+
+/// Copies of a node's parts (sharing every child).
+fn parts(node: &Node) -> Parts {
+    (
+        node.accepts().into(),
+        node.switches().into(),
+        node.tests().into(),
+    )
 }
 
 fn with_accept(accepts: &[Accept], accept: Accept) -> Box<[Accept]> {
@@ -84,7 +86,7 @@ fn with_accept(accepts: &[Accept], accept: Accept) -> Box<[Accept]> {
     accepts.into_boxed_slice()
 }
 
-fn switch_index(switches: &[Arc<HashNode>], key: SwitchKey) -> Result<usize, usize> {
+fn switch_index(switches: &[HashNode], key: SwitchKey) -> Result<usize, usize> {
     switches.binary_search_by_key(&key, |switch| switch.key())
 }
 
@@ -93,13 +95,13 @@ fn test_index(tests: &[TestEdge], atom: &Atom) -> Result<usize, usize> {
 }
 
 fn switches_inserted(
-    switches: &[Arc<HashNode>],
+    switches: &[HashNode],
     key: SwitchKey,
     value: u32,
     rest: &[Edge],
     accept: Accept,
     seed: u64,
-) -> Box<[Arc<HashNode>]> {
+) -> Box<[HashNode]> {
     let mut switches = switches.to_vec();
     match switch_index(&switches, key) {
         Ok(at) => {
@@ -108,24 +110,24 @@ fn switches_inserted(
                 Some(child) => inserted(child, rest, accept, seed),
                 None => inserted(&Node::default(), rest, accept, seed),
             };
-            switches[at] = Arc::new(switch.with_child(value, Arc::new(below), seed));
+            switches[at] = switch.with_child(value, Arc::new(below), seed);
         }
         Err(at) => {
             let below = Arc::new(inserted(&Node::default(), rest, accept, seed));
-            switches.insert(at, Arc::new(HashNode::new(key, vec![(value, below)], seed)));
+            switches.insert(at, HashNode::new(key, vec![Link::new(below, value)], seed));
         }
     }
     switches.into_boxed_slice()
 }
 
 fn switches_removed(
-    switches: &[Arc<HashNode>],
+    switches: &[HashNode],
     key: SwitchKey,
     value: u32,
     rest: &[Edge],
     accept: Accept,
     seed: u64,
-) -> Box<[Arc<HashNode>]> {
+) -> Box<[HashNode]> {
     let mut switches = switches.to_vec();
     let Ok(at) = switch_index(&switches, key) else {
         return switches.into_boxed_slice();
@@ -139,7 +141,7 @@ fn switches_removed(
         None => switch.without(value, seed),
     };
     match replacement {
-        Some(switch) => switches[at] = Arc::new(switch),
+        Some(switch) => switches[at] = switch,
         None => {
             switches.remove(at);
         }
@@ -157,14 +159,14 @@ fn tests_inserted(
     let mut tests = tests.to_vec();
     match test_index(&tests, atom) {
         Ok(at) => {
-            let below = inserted(&tests[at].child, rest, accept, seed);
-            tests[at].child = Arc::new(below);
+            let below = inserted(tests[at].link.node(), rest, accept, seed);
+            tests[at].link = Link::new(Arc::new(below), 0);
         }
         Err(at) => {
             let below = inserted(&Node::default(), rest, accept, seed);
             let edge = TestEdge {
                 atom: atom.clone(),
-                child: Arc::new(below),
+                link: Link::new(Arc::new(below), 0),
             };
             tests.insert(at, edge);
         }
@@ -181,8 +183,8 @@ fn tests_removed(
 ) -> Box<[TestEdge]> {
     let mut tests = tests.to_vec();
     if let Ok(at) = test_index(&tests, atom) {
-        match removed(&tests[at].child, rest, accept, seed) {
-            Some(below) => tests[at].child = Arc::new(below),
+        match removed(tests[at].link.node(), rest, accept, seed) {
+            Some(below) => tests[at].link = Link::new(Arc::new(below), 0),
             None => {
                 tests.remove(at);
             }

@@ -7,7 +7,8 @@
 //!
 //! The table is immutable. A change produces a new table that shares every
 //! child it did not touch (`Arc` clones), so a new trie version costs a copy
-//! of the touched tables only.
+//! of the touched tables only; replacing the child of a value present keeps
+//! the probe table itself shared.
 //!
 //! Tables of up to [`LINEAR_MAX`] values are scanned in order, which beats
 //! hashing for the one- or two-value nodes near the root. Larger tables use
@@ -21,7 +22,7 @@
 
 use std::sync::Arc;
 
-use super::node::Node;
+use super::node::{Link, Node};
 use super::path::SwitchKey;
 
 /// Largest table that is scanned linearly instead of hashed.
@@ -36,25 +37,43 @@ const ATTEMPTS_PER_SIZE: u64 = 4;
 /// Table sizes tried (doublings) before accepting a long probe run.
 const MAX_GROWTHS: u32 = 3;
 
-/// One slot: a value and the node below it, or an empty slot.
-#[derive(Debug, Clone, Default)]
-struct Slot {
-    value: u32,
-    child: Option<Arc<Node>>,
+/// One slot of the probe table: a value and where its link is in `links`.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    label: u32,
+    /// Index into `links`, or [`EMPTY`].
+    index: u32,
+}
+
+/// Marks an empty probe slot.
+const EMPTY: u32 = u32::MAX;
+
+impl Probe {
+    const VACANT: Probe = Probe {
+        label: 0,
+        index: EMPTY,
+    };
 }
 
 /// A hash node: `(key.field & key.mask) == value` for every value in it.
+///
+/// Two arrays: the links, dense (each labelled with its value), and for
+/// more than [`LINEAR_MAX`] values an open-addressing probe table of
+/// (value, index) pairs. The probe table is 8 bytes a slot, so a lookup that
+/// finds nothing (most traffic, at a port table) reads one line of a small
+/// array, and one that finds its value reads one more line of the links.
 #[derive(Debug, Clone)]
 pub struct HashNode {
     key: SwitchKey,
-    /// Linear layout (`multiplier == 0`): exactly the occupied slots.
-    /// Hashed layout: a power-of-two open-addressing table.
-    slots: Box<[Slot]>,
-    /// How many slots are occupied.
-    count: usize,
+    /// Every link, labelled with its value. Shared between versions of the
+    /// trie until one of them changes this node.
+    links: Arc<[Link]>,
+    /// Power-of-two probe table, empty for the linear layout. Shared between
+    /// versions until the set of values changes.
+    probes: Arc<[Probe]>,
     /// Odd hash multiplier, or 0 for the linear layout.
     multiplier: u64,
-    /// `64 - log2(slots.len())`: multiply-shift keeps the top bits.
+    /// `64 - log2(probes.len())`: multiply-shift keeps the top bits.
     shift: u32,
     /// Longest probe run in the table; lookups stop after it.
     max_probe: u32,
@@ -63,30 +82,21 @@ pub struct HashNode {
 }
 
 impl HashNode {
-    /// A hash node from its (value, child) entries; values must be distinct
-    /// and `entries` non-empty.
-    pub fn new(key: SwitchKey, entries: Vec<(u32, Arc<Node>)>, seed: u64) -> HashNode {
-        let reach = 1 + entries.iter().map(|(_, c)| c.reach()).max().unwrap_or(0);
-        let count = entries.len();
+    /// A hash node from links labelled with their values; the values must be
+    /// distinct and `links` non-empty.
+    pub fn new(key: SwitchKey, links: Vec<Link>, seed: u64) -> HashNode {
+        let reach = 1 + links.iter().map(Link::reach).max().unwrap_or(0);
         let mut node = HashNode {
             key,
-            slots: Box::default(),
-            count,
+            links: links.into(),
+            probes: Arc::new([]),
             multiplier: 0,
             shift: 0,
             max_probe: 0,
             reach,
         };
-        if count <= LINEAR_MAX {
-            node.slots = entries
-                .into_iter()
-                .map(|(value, child)| Slot {
-                    value,
-                    child: Some(child),
-                })
-                .collect();
-        } else {
-            node.fill_hashed(entries, seed);
+        if node.links.len() > LINEAR_MAX {
+            node.fill_probes(seed);
         }
         node
     }
@@ -102,77 +112,81 @@ impl HashNode {
 
     /// Number of distinct values.
     pub fn len(&self) -> usize {
-        self.count
+        self.links.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.links.is_empty()
     }
 
-    /// The child for a masked field value: the per-packet lookup.
+    /// The link for a masked field value: the per-packet lookup.
     #[inline]
-    pub fn child(&self, value: u32) -> Option<&Arc<Node>> {
-        if self.multiplier == 0 {
-            return self
-                .slots
-                .iter()
-                .find(|slot| slot.value == value)
-                .and_then(|slot| slot.child.as_ref());
-        }
-        let mask = self.slots.len() - 1;
-        let mut at = self.home(value);
-        for _ in 0..=self.max_probe {
-            let slot = &self.slots[at];
-            match &slot.child {
-                None => return None,
-                Some(child) if slot.value == value => return Some(child),
-                Some(_) => at = (at + 1) & mask,
-            }
-        }
-        None
+    pub fn link(&self, value: u32) -> Option<&Link> {
+        self.position(value).and_then(|at| self.links.get(at))
     }
 
-    /// Every (value, child) entry, in table order.
-    pub fn entries(&self) -> impl Iterator<Item = (u32, &Arc<Node>)> + '_ {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.child.as_ref().map(|child| (slot.value, child)))
+    /// The child node for a value.
+    pub fn child(&self, value: u32) -> Option<&Arc<Node>> {
+        self.link(value).map(Link::node)
+    }
+
+    /// Every link, labelled with its value.
+    pub fn entries(&self) -> impl Iterator<Item = &Link> + '_ {
+        self.links.iter()
     }
 
     /// This node with `value` leading to `child` (replacing any old child).
     pub fn with_child(&self, value: u32, child: Arc<Node>, seed: u64) -> HashNode {
-        if self.child(value).is_some() {
-            return self.with_replaced_child(value, child);
+        let link = Link::new(child, value);
+        if let Some(at) = self.position(value) {
+            return self.with_replaced(at, link);
         }
-        let mut entries = self.owned_entries();
-        entries.push((value, child));
-        HashNode::new(self.key, entries, seed)
+        let mut links = self.links.to_vec();
+        links.push(link);
+        HashNode::new(self.key, links, seed)
     }
 
     /// This node without `value`, or `None` when it was the last value.
     pub fn without(&self, value: u32, seed: u64) -> Option<HashNode> {
-        let mut entries = self.owned_entries();
-        entries.retain(|(v, _)| *v != value);
-        (!entries.is_empty()).then(|| HashNode::new(self.key, entries, seed))
+        let links: Vec<Link> = self
+            .links
+            .iter()
+            .filter(|link| link.label() != value)
+            .cloned()
+            .collect();
+        (!links.is_empty()).then(|| HashNode::new(self.key, links, seed))
     }
 
-    /// Replaces the child of a present value in a copy of the table; the
-    /// layout (and so the hashing) stays the same.
-    fn with_replaced_child(&self, value: u32, child: Arc<Node>) -> HashNode {
-        let mut next = self.clone();
-        if let Some(slot) = next
-            .slots
-            .iter_mut()
-            .find(|slot| slot.child.is_some() && slot.value == value)
-        {
-            slot.child = Some(child);
+    /// Where the link for `value` is in `links`.
+    #[inline]
+    fn position(&self, value: u32) -> Option<usize> {
+        if self.multiplier == 0 {
+            return self.links.iter().position(|link| link.label() == value);
         }
-        next.reach = 1 + next.entries().map(|(_, c)| c.reach()).max().unwrap_or(0);
-        next
+        let mask = self.probes.len() - 1;
+        let mut at = self.home(value);
+        for _ in 0..=self.max_probe {
+            let probe = self.probes[at];
+            if probe.index == EMPTY {
+                return None;
+            }
+            if probe.label == value {
+                return Some(probe.index as usize);
+            }
+            at = (at + 1) & mask;
+        }
+        None
     }
 
-    fn owned_entries(&self) -> Vec<(u32, Arc<Node>)> {
-        self.entries().map(|(v, c)| (v, Arc::clone(c))).collect()
+    /// Replaces the link at `at` in a copy of the links; the probe table
+    /// stays shared.
+    fn with_replaced(&self, at: usize, link: Link) -> HashNode {
+        let mut links = self.links.to_vec();
+        links[at] = link;
+        let mut next = self.clone();
+        next.reach = 1 + links.iter().map(Link::reach).max().unwrap_or(0);
+        next.links = links.into();
+        next
     }
 
     #[inline]
@@ -180,11 +194,11 @@ impl HashNode {
         (u64::from(value).wrapping_mul(self.multiplier) >> self.shift) as usize
     }
 
-    /// Lays `entries` out in an open-addressing table, trying multipliers
-    /// and sizes until the longest probe run is at most [`PROBE_LIMIT`].
-    fn fill_hashed(&mut self, entries: Vec<(u32, Arc<Node>)>, seed: u64) {
+    /// Builds the probe table, trying multipliers and sizes until the
+    /// longest probe run is at most [`PROBE_LIMIT`].
+    fn fill_probes(&mut self, seed: u64) {
         // At most two-thirds full.
-        let mut bits = (entries.len() * 3 / 2 + 1)
+        let mut bits = (self.links.len() * 3 / 2 + 1)
             .next_power_of_two()
             .trailing_zeros()
             .max(3);
@@ -192,7 +206,7 @@ impl HashNode {
         for growth in 0..=MAX_GROWTHS {
             for _ in 0..ATTEMPTS_PER_SIZE {
                 attempt += 1;
-                self.lay_out(&entries, bits, multiplier(seed, attempt));
+                self.lay_out(bits, multiplier(seed, attempt));
                 if self.max_probe <= PROBE_LIMIT {
                     return;
                 }
@@ -205,26 +219,27 @@ impl HashNode {
         // correct and bounded by `max_probe`, only slower.
     }
 
-    fn lay_out(&mut self, entries: &[(u32, Arc<Node>)], bits: u32, multiplier: u64) {
+    fn lay_out(&mut self, bits: u32, multiplier: u64) {
         self.multiplier = multiplier;
         self.shift = 64 - bits;
         self.max_probe = 0;
-        let mut slots = vec![Slot::default(); 1usize << bits];
-        let mask = slots.len() - 1;
-        for (value, child) in entries {
-            let mut at = self.home(*value);
+        let mut probes = vec![Probe::VACANT; 1usize << bits];
+        let mask = probes.len() - 1;
+        for (index, link) in self.links.iter().enumerate() {
+            let mut at = self.home(link.label());
             let mut probe = 0;
-            while slots[at].child.is_some() {
+            while probes[at].index != EMPTY {
                 at = (at + 1) & mask;
                 probe += 1;
             }
-            slots[at] = Slot {
-                value: *value,
-                child: Some(Arc::clone(child)),
+            // `u32::MAX` links would take 128 GiB, so the index fits.
+            probes[at] = Probe {
+                label: link.label(),
+                index: index as u32,
             };
             self.max_probe = self.max_probe.max(probe);
         }
-        self.slots = slots.into_boxed_slice();
+        self.probes = probes.into();
     }
 }
 
@@ -252,20 +267,26 @@ mod tests {
         Arc::new(Node::default())
     }
 
+    fn links(entries: impl Iterator<Item = (u32, Arc<Node>)>) -> Vec<Link> {
+        entries
+            .map(|(value, node)| Link::new(node, value))
+            .collect()
+    }
+
     #[test]
     fn small_tables_are_linear_and_large_ones_hashed() {
-        let small = HashNode::new(key(), (0..4).map(|v| (v, leaf())).collect(), 1);
+        let small = HashNode::new(key(), links((0..4).map(|v| (v, leaf()))), 1);
         assert_eq!(small.multiplier, 0);
-        let large = HashNode::new(key(), (0..100).map(|v| (v, leaf())).collect(), 1);
+        let large = HashNode::new(key(), links((0..100).map(|v| (v, leaf()))), 1);
         assert_ne!(large.multiplier, 0);
-        assert!(large.slots.len().is_power_of_two());
-        assert!(large.slots.len() * 2 >= large.count * 3);
+        assert!(large.probes.len().is_power_of_two());
+        assert!(large.probes.len() * 2 >= large.len() * 3);
     }
 
     #[test]
     fn lookups_find_every_value_and_nothing_else() {
         for size in [1u32, 4, 5, 100, 5000] {
-            let node = HashNode::new(key(), (0..size).map(|v| (v * 7, leaf())).collect(), 42);
+            let node = HashNode::new(key(), links((0..size).map(|v| (v * 7, leaf()))), 42);
             for v in 0..size * 7 + 10 {
                 assert_eq!(
                     node.child(v).is_some(),
@@ -280,7 +301,7 @@ mod tests {
     #[test]
     fn adding_and_removing_values_keeps_other_children_shared() {
         let children: Vec<_> = (0..10).map(|v| (v, leaf())).collect();
-        let node = HashNode::new(key(), children.clone(), 3);
+        let node = HashNode::new(key(), links(children.clone().into_iter()), 3);
         let grown = node.with_child(99, leaf(), 3);
         assert_eq!(grown.len(), 11);
         for (v, child) in &children {
@@ -290,15 +311,14 @@ mod tests {
         assert_eq!(shrunk.len(), 10);
         assert!(shrunk.child(3).is_none());
         assert!(shrunk.child(99).is_some());
-        let single = HashNode::new(key(), vec![(1, leaf())], 3);
+        let single = HashNode::new(key(), links([(1, leaf())].into_iter()), 3);
         assert!(single.without(1, 3).is_none());
     }
 
     #[test]
     fn colliding_values_stay_within_the_probe_limit() {
         // Values that a fixed multiplier of 1 would put in one run.
-        let entries: Vec<_> = (0..2000u32).map(|v| (v << 20, leaf())).collect();
-        let node = HashNode::new(key(), entries, 7);
+        let node = HashNode::new(key(), links((0..2000u32).map(|v| (v << 20, leaf()))), 7);
         assert!(node.max_probe <= PROBE_LIMIT, "{}", node.max_probe);
     }
 }

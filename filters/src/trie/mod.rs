@@ -31,13 +31,19 @@ pub mod path;
 use std::sync::Arc;
 
 pub use node::{Accept, TrieStats};
-use node::{Best, Node, Packet};
+use node::{Best, Link, Node, Packet};
 use path::Edge;
 
 /// An immutable trie. Cloning it is cheap (one `Arc`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Trie {
-    root: Arc<Node>,
+    root: Link,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie::with_root(Node::default())
+    }
 }
 
 impl Trie {
@@ -46,49 +52,56 @@ impl Trie {
     #[inline]
     pub fn classify(&self, frame: &[u8], wire_len: u32) -> crate::Tag {
         let mut best = Best::default();
-        self.root.walk(0, &Packet { frame, wire_len }, &mut best);
+        self.root.follow(0, &Packet { frame, wire_len }, &mut best);
         best.tag()
     }
 
     /// This trie with `accept` at the end of each of `paths`.
     pub fn inserted(&self, paths: &[Vec<Edge>], accept: Accept, seed: u64) -> Trie {
-        let mut root = Arc::clone(&self.root);
+        let mut trie = self.clone();
         for path in paths {
-            root = Arc::new(builder::inserted(&root, path, accept, seed));
+            trie = Trie::with_root(builder::inserted(trie.root.node(), path, accept, seed));
         }
-        Trie { root }
+        trie
     }
 
     /// This trie without `accept` at the end of each of `paths`.
     pub fn removed(&self, paths: &[Vec<Edge>], accept: Accept, seed: u64) -> Trie {
-        let mut root = Arc::clone(&self.root);
+        let mut trie = self.clone();
         for path in paths {
-            root = Arc::new(builder::removed(&root, path, accept, seed).unwrap_or_default());
+            let root = builder::removed(trie.root.node(), path, accept, seed);
+            trie = Trie::with_root(root.unwrap_or_default());
         }
-        Trie { root }
+        trie
+    }
+
+    fn with_root(root: Node) -> Trie {
+        Trie {
+            root: Link::new(Arc::new(root), 0),
+        }
     }
 
     /// The accepts at the end of `path`, by insertion sequence (empty when
     /// no installed alternative has exactly these atoms).
     pub fn accepts_at(&self, path: &[Edge]) -> &[Accept] {
-        builder::find(&self.root, path).map_or(&[], Node::accepts)
+        builder::find(self.root.node(), path).map_or(&[], Node::accepts)
     }
 
     /// What the trie holds (walks every node: not for the data path).
     pub fn stats(&self) -> TrieStats {
         let mut stats = TrieStats::default();
-        self.root.add_stats(&mut stats);
+        self.root.node().add_stats(&mut stats);
         stats
     }
 
     /// Whether `other` shares this trie's root node (no change between them).
     pub fn same_root(&self, other: &Trie) -> bool {
-        Arc::ptr_eq(&self.root, &other.root)
+        Arc::ptr_eq(self.root.node(), other.root.node())
     }
 
     /// The root node, for structural-sharing tests.
     #[doc(hidden)]
     pub fn root(&self) -> &Arc<Node> {
-        &self.root
+        self.root.node()
     }
 }

@@ -1,4 +1,4 @@
-//! Trie nodes and the per-packet walk.
+//! Trie nodes, the links between them, and the per-packet walk.
 //!
 //! A node is reached by the atoms on the path from the root. From a node,
 //! a packet can go on through any number of branches at once:
@@ -13,46 +13,161 @@
 //! the longest installed alternative (itself bounded at install), visits
 //! each node at most once, allocates nothing, and skips every subtree whose
 //! deepest accept could not beat the best match found so far.
+//!
+//! ## Memory layout, for the cache
+//!
+//! With thousands of filters, the wide hash nodes and the nodes below them
+//! no longer fit in the first cache levels, and each pointer followed costs
+//! a miss. Two copies of derived data keep that to about one miss per level:
+//!
+//! - a [`Link`] to a child carries a copy of the child's winning accept and
+//!   reach, so a packet that reaches a leaf (the common case: the port entry
+//!   of a `udp dst port P` filter) never touches the leaf itself;
+//! - a node whose only hash node has only one value (a chain, as below the
+//!   `ip dst host A` entry of `ip dst host A and udp dst port P`) keeps that
+//!   entry inline as its `chain`.
+//!
+//! Both are computed when a node is built ([`Node::from_parts`]) and nodes
+//! are immutable, so they cannot go stale.
 
 use std::sync::Arc;
 
 use super::hash_node::HashNode;
+use super::path::SwitchKey;
 use crate::atom::Atom;
 use crate::Tag;
 
 /// A filter whose alternative ends at a node: the alternative's atoms are
 /// exactly the path from the root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Accept {
     /// Insertion sequence of the filter: lower was installed earlier.
     pub seq: u64,
     pub tag: Tag,
 }
 
+/// A pointer to a child node with a copy of what the walk needs first.
+#[derive(Debug, Clone)]
+pub struct Link {
+    node: Arc<Node>,
+    /// The child's winning accept (tag 0 if nothing ends there).
+    head: Accept,
+    /// The child's reach: 0 means it is a leaf, nothing to walk below.
+    reach: u32,
+    /// The value a hash node files this link under (0 elsewhere). Kept here
+    /// rather than beside the link so that a hash slot is 32 bytes.
+    label: u32,
+}
+
+impl Link {
+    pub fn new(node: Arc<Node>, label: u32) -> Link {
+        Link {
+            head: node.head,
+            reach: node.reach,
+            label,
+            node,
+        }
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The child's reach: the longest path from it down to an accept.
+    pub fn reach(&self) -> u32 {
+        self.reach
+    }
+
+    pub fn label(&self) -> u32 {
+        self.label
+    }
+
+    /// Visits the child, which is `depth` atoms below the root.
+    #[inline]
+    pub(super) fn follow(&self, depth: u32, packet: &Packet<'_>, best: &mut Best) {
+        if !best.could_be_beaten_at(depth + self.reach) {
+            return;
+        }
+        if self.head.tag != crate::NOT_INTERESTED {
+            best.offer(depth, &self.head);
+        }
+        if self.reach > 0 {
+            self.node.walk_below(depth, packet, best);
+        }
+    }
+}
+
 /// An opaque atom leading to a child when it holds.
 #[derive(Debug, Clone)]
 pub struct TestEdge {
     pub atom: Atom,
-    pub child: Arc<Node>,
+    pub link: Link,
 }
 
-/// One trie node. Immutable once shared: updates build new nodes (see the
-/// builder).
+/// The only entry of a node's only hash node, kept inline.
+#[derive(Debug, Clone)]
+struct Chain {
+    key: SwitchKey,
+    /// Labelled with the value the field must have.
+    link: Link,
+}
+
+/// One trie node. Immutable: updates build new nodes with
+/// [`Node::from_parts`].
+///
+/// Cache-line aligned with `chain` first, so that walking through a chain
+/// node reads one line.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 pub struct Node {
+    /// `switches[0]`'s only entry when that is the only hash node, it has
+    /// one value, and there are no test edges: then the walk needs nothing
+    /// else from this node.
+    chain: Option<Chain>,
+    /// One hash node per `(field, mask)`, ordered by that key.
+    switches: Box<[HashNode]>,
+    /// Opaque atoms, ordered by atom.
+    tests: Box<[TestEdge]>,
     /// Filters whose alternative ends here, by insertion sequence, so the
     /// first one wins a tie.
-    pub(super) accepts: Box<[Accept]>,
-    /// One hash node per `(field, mask)`, ordered by that key.
-    pub(super) switches: Box<[Arc<HashNode>]>,
-    /// Opaque atoms, ordered by atom.
-    pub(super) tests: Box<[TestEdge]>,
+    accepts: Box<[Accept]>,
+    /// `accepts[0]`, or tag 0 when nothing ends here.
+    head: Accept,
     /// Length of the longest path from here down to an accept (0 if only
     /// this node accepts).
-    pub(super) reach: u32,
+    reach: u32,
 }
 
 impl Node {
+    /// A node from its accepts (sorted by sequence), hash nodes (sorted by
+    /// key) and test edges (sorted by atom), with its derived data.
+    pub fn from_parts(
+        accepts: Box<[Accept]>,
+        switches: Box<[HashNode]>,
+        tests: Box<[TestEdge]>,
+    ) -> Node {
+        let below_switches = switches.iter().map(HashNode::reach);
+        let below_tests = tests.iter().map(|edge| 1 + edge.link.reach);
+        let reach = below_switches.chain(below_tests).max().unwrap_or(0);
+        let chain = match &*switches {
+            [only] if only.len() == 1 && tests.is_empty() => {
+                only.entries().next().map(|link| Chain {
+                    key: only.key(),
+                    link: link.clone(),
+                })
+            }
+            _ => None,
+        };
+        Node {
+            chain,
+            head: accepts.first().copied().unwrap_or_default(),
+            reach,
+            switches,
+            tests,
+            accepts,
+        }
+    }
+
     /// Length of the longest path from here down to an accept.
     pub fn reach(&self) -> u32 {
         self.reach
@@ -68,7 +183,7 @@ impl Node {
     }
 
     /// The hash nodes below, by `(field, mask)`.
-    pub fn switches(&self) -> &[Arc<HashNode>] {
+    pub fn switches(&self) -> &[HashNode] {
         &self.switches
     }
 
@@ -77,21 +192,15 @@ impl Node {
         &self.tests
     }
 
-    /// The longest path below, recomputed from the children.
-    pub(super) fn compute_reach(&self) -> u32 {
-        let switches = self.switches.iter().map(|s| s.reach());
-        let tests = self.tests.iter().map(|t| 1 + t.child.reach());
-        switches.chain(tests).max().unwrap_or(0)
-    }
-
-    /// Visits every node matching `frame` below (and including) this one,
-    /// which is `depth` atoms below the root, and records the best accept.
-    pub(super) fn walk(&self, depth: u32, packet: &Packet<'_>, best: &mut Best) {
-        if !best.could_be_beaten_at(depth + self.reach) {
+    /// Follows every branch out of this node, which is `depth` atoms below
+    /// the root, that holds for the packet. (The node's own accepts were
+    /// offered by the link that led here.)
+    fn walk_below(&self, depth: u32, packet: &Packet<'_>, best: &mut Best) {
+        if let Some(chain) = &self.chain {
+            if chain.key.load(packet.frame) == Some(chain.link.label) {
+                chain.link.follow(depth + 1, packet, best);
+            }
             return;
-        }
-        if let Some(first) = self.accepts.first() {
-            best.offer(depth, first);
         }
         for switch in self.switches.iter() {
             if !best.could_be_beaten_at(depth + switch.reach()) {
@@ -100,15 +209,15 @@ impl Node {
             let Some(value) = switch.key().load(packet.frame) else {
                 continue;
             };
-            if let Some(child) = switch.child(value) {
-                child.walk(depth + 1, packet, best);
+            if let Some(link) = switch.link(value) {
+                link.follow(depth + 1, packet, best);
             }
         }
         for edge in self.tests.iter() {
-            if best.could_be_beaten_at(depth + 1 + edge.child.reach)
+            if best.could_be_beaten_at(depth + 1 + edge.link.reach)
                 && edge.atom.eval(packet.frame, packet.wire_len)
             {
-                edge.child.walk(depth + 1, packet, best);
+                edge.link.follow(depth + 1, packet, best);
             }
         }
     }
@@ -121,12 +230,12 @@ impl Node {
         for switch in self.switches.iter() {
             stats.hash_nodes += 1;
             stats.hash_entries += switch.len();
-            for (_, child) in switch.entries() {
-                child.add_stats(stats);
+            for link in switch.entries() {
+                link.node.add_stats(stats);
             }
         }
         for edge in self.tests.iter() {
-            edge.child.add_stats(stats);
+            edge.link.node.add_stats(stats);
         }
     }
 }
@@ -176,5 +285,20 @@ impl Best {
     pub fn tag(&self) -> Tag {
         self.found
             .map_or(crate::NOT_INTERESTED, |(_, accept)| accept.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_data_fits_the_layout_the_walk_assumes() {
+        // A hash link: half a cache line.
+        assert_eq!(std::mem::size_of::<Link>(), 32);
+        // A chain node's walk reads only its first line.
+        assert_eq!(std::mem::offset_of!(Node, chain), 0);
+        assert!(std::mem::size_of::<Option<Chain>>() <= 64);
+        assert_eq!(std::mem::align_of::<Node>(), 64);
     }
 }
