@@ -29,7 +29,12 @@ use crate::{PassError, RegionError};
 static NEXT_REGION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The right to one frame of a client region.
+///
+/// Dropping a `Frame` does not give it back to anyone: the frame is simply
+/// lost to the client until the region goes away. Give frames back with
+/// [`ClientRegion::fill`] or [`ClientRegion::fetch`].
 #[derive(Debug, PartialEq, Eq)]
+#[must_use = "a dropped Frame is lost; post it on the fill ring instead"]
 pub struct Frame {
     index: u32,
     region: u64,
@@ -385,7 +390,7 @@ impl ClientRegion {
         &mut self,
         d: &RxDesc,
         small: &mut [u8],
-    ) -> Result<Option<(Option<Frame>, usize)>, Violation> {
+    ) -> Result<(Option<Frame>, usize), Violation> {
         if let Err(v) = self.validate_rx(d) {
             self.rx.release(1);
             return Err(v);
@@ -406,7 +411,7 @@ impl ClientRegion {
             }
         };
         self.rx.release(1);
-        Ok(Some(result))
+        Ok(result)
     }
 
     fn next_rx(&mut self) -> Result<Option<RxDesc>, Violation> {
@@ -425,12 +430,11 @@ impl ClientRegion {
         };
         let info = RxInfo::of(&d);
         Ok(match self.take_rx(&d, small_buf)? {
-            None => None,
-            Some((None, _)) => Some(Received::Small {
+            (None, _) => Some(Received::Small {
                 len: d.len as usize,
                 info,
             }),
-            Some((Some(frame), len)) => Some(Received::Large {
+            (Some(frame), len) => Some(Received::Large {
                 frame,
                 offset: d.offset.into(),
                 len,
@@ -459,17 +463,16 @@ impl ClientRegion {
             };
             let info = RxInfo::of(&d);
             match self.take_rx(&d, &mut scratch) {
-                Ok(Some((None, len))) => f(Packet::Small {
+                Ok((None, len)) => f(Packet::Small {
                     data: &scratch[..len],
                     info,
                 }),
-                Ok(Some((Some(frame), len))) => f(Packet::Large {
+                Ok((Some(frame), len)) => f(Packet::Large {
                     frame,
                     offset: d.offset.into(),
                     len,
                     info,
                 }),
-                Ok(None) => break Ok(n),
                 Err(v) => break Err(v.into()),
             }
             n += 1;

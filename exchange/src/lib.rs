@@ -80,3 +80,15 @@ pub use layout::{Geometry, GeometryError, Layout, Limits, RingId};
 pub use server::{
     AttachError, RawFrame, RxMeta, ServerConfig, ServerFrame, ServerRegion, TxPacket,
 };
+
+#[cfg(test)]
+mod tests {
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn handles_are_send() {
+        assert_send::<crate::ServerRegion>();
+        assert_send::<crate::ClientRegion>();
+        assert_send::<crate::RawFrame>();
+    }
+}

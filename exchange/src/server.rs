@@ -139,6 +139,11 @@ pub struct RawFrame {
     _map: Arc<Mapping>,
 }
 
+// SAFETY: a `RawFrame` is an address range plus the `Arc` that keeps its
+// mapping alive; neither is tied to a thread (the `Arc<Mapping>` is
+// Send + Sync), and the value hands out only raw pointers.
+unsafe impl Send for RawFrame {}
+
 impl RawFrame {
     /// Start of the range.
     pub fn as_ptr(&self) -> *mut u8 {

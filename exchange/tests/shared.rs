@@ -1,0 +1,396 @@
+//! Both sides in one process, each with its own mapping of the same memfd
+//! (exactly as they would be in two processes), wired through the real
+//! `SCM_RIGHTS` path.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use exchange::layout::{RX_SMALL, RX_TRUNCATED, RX_ZERO_COPY, TX_STATUS_SENT};
+use exchange::{
+    pass, ClientRegion, FrameState, Geometry, Packet, PlaceError, Received, RxMeta, ServerConfig,
+    ServerRegion, TxRequest, Violation, ViolationKind,
+};
+
+fn small_geometry() -> Geometry {
+    Geometry {
+        rx_entries: 8,
+        fill_entries: 8,
+        tx_entries: 4,
+        completion_entries: 4,
+        small_slot_count: 8,
+        small_slot_size: 128,
+        frame_count: 16,
+        frame_size: 4096,
+    }
+}
+
+fn attach(
+    g: Geometry,
+    config: &ServerConfig,
+) -> (ClientRegion, Vec<exchange::Frame>, ServerRegion) {
+    let (client, frames) = ClientRegion::create(g).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    client.send_to(a.as_fd(), &[9; pass::TOKEN_LEN]).unwrap();
+    let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2)).unwrap();
+    assert_eq!(req.token, [9; pass::TOKEN_LEN]);
+    let server = ServerRegion::attach(req.fds, config).unwrap();
+    (client, frames, server)
+}
+
+#[test]
+fn small_and_large_round_trip() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    assert_eq!(client.fill(&mut frames).unwrap(), 8, "fill ring holds 8");
+    assert_eq!(server.refill().unwrap(), 8);
+    assert_eq!(server.free_frames(), 8);
+
+    // A small packet, a large one, and a truncated one.
+    server
+        .deliver_small(
+            b"hello",
+            &RxMeta {
+                tag: 1,
+                timestamp_ns: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let f = server.take_frame().unwrap();
+    let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    server.write_frame(&f, 64, &big).unwrap();
+    let fidx = f.index();
+    server
+        .deliver_frame(
+            f,
+            64,
+            big.len(),
+            &RxMeta {
+                tag: 2,
+                flags: RX_ZERO_COPY,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let f = server.take_frame().unwrap();
+    server.write_frame(&f, 0, &[1; 100]).unwrap();
+    server
+        .deliver_frame(
+            f,
+            0,
+            100,
+            &RxMeta {
+                tag: 3,
+                wire_len: 9000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(server.frames().state(fidx), Some(FrameState::Client));
+    // Not visible before publish.
+    let mut small = [0u8; 128];
+    assert!(client.recv(&mut small).unwrap().is_none());
+    server.publish().unwrap();
+
+    match client.recv(&mut small).unwrap().unwrap() {
+        Received::Small { len, info } => {
+            assert_eq!(&small[..len], b"hello");
+            assert_eq!((info.tag, info.timestamp_ns, info.wire_len), (1, 5, 5));
+            assert_eq!(info.flags, RX_SMALL);
+        }
+        other => panic!("{other:?}"),
+    }
+    let frame = match client.recv(&mut small).unwrap().unwrap() {
+        Received::Large {
+            frame,
+            offset,
+            len,
+            info,
+        } => {
+            assert_eq!((offset, len, info.tag), (64, 3000, 2));
+            assert_eq!(info.flags, RX_ZERO_COPY);
+            assert_eq!(&client.frame(&frame)[offset..offset + len], &big[..]);
+            frame
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut n = 0;
+    client
+        .recv_batch(10, |p| {
+            n += 1;
+            match p {
+                Packet::Large {
+                    frame, len, info, ..
+                } => {
+                    assert_eq!((len, info.wire_len, info.flags), (100, 9000, RX_TRUNCATED));
+                    let _kept = frame;
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // Give the frame back in the same step as the next fetch (Frantz).
+    assert!(client
+        .fetch(&mut small, Some(frame), Some(Duration::ZERO))
+        .unwrap()
+        .is_none());
+    assert_eq!(server.refill().unwrap(), 1);
+    assert_eq!(server.free_frames(), 7);
+    assert_eq!(server.violations().total(), 0);
+}
+
+#[test]
+fn rx_full_and_no_free_frame_are_not_violations() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    let meta = RxMeta::default();
+    assert_eq!(server.take_frame(), Err(PlaceError::NoFreeFrame));
+    for _ in 0..8 {
+        server.deliver_small(&[0; 10], &meta).unwrap();
+    }
+    assert_eq!(
+        server.deliver_small(&[0; 10], &meta),
+        Err(PlaceError::RxFull)
+    );
+    assert!(matches!(
+        server.deliver_small(&[0; 200], &meta),
+        Err(PlaceError::TooLarge {
+            len: 200,
+            capacity: 128
+        })
+    ));
+    client.fill(&mut frames).unwrap();
+    server.refill().unwrap();
+    let f = server.take_frame().unwrap();
+    let idx = f.index();
+    assert_eq!(
+        server.deliver_frame(f, 0, 10, &meta),
+        Err(PlaceError::RxFull)
+    );
+    assert_eq!(
+        server.frames().state(idx),
+        Some(FrameState::ServerFree),
+        "frame went back to the free list"
+    );
+    server.publish().unwrap();
+    // The client drains; the server sees the room once it re-reads.
+    let mut small = [0u8; 128];
+    let mut got = 0;
+    while client.recv(&mut small).unwrap().is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 8);
+    assert_eq!(server.rx_free().unwrap(), 8);
+    assert_eq!(server.violations().total(), 0);
+}
+
+#[test]
+fn small_slots_follow_rx_positions_across_wrap() {
+    let (mut client, _frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    let mut small = [0u8; 128];
+    for i in 0..100u32 {
+        let k = (i % 5 + 1) as usize;
+        for j in 0..k {
+            let data = [(i as usize * 7 + j) as u8; 33];
+            server
+                .deliver_small(
+                    &data,
+                    &RxMeta {
+                        tag: u64::from(i),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+        server.publish().unwrap();
+        for j in 0..k {
+            match client.recv(&mut small).unwrap().unwrap() {
+                Received::Small { len, info } => {
+                    assert_eq!(len, 33);
+                    assert_eq!(info.tag, u64::from(i));
+                    assert_eq!(small[..33], [(i as usize * 7 + j) as u8; 33]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn transmit_with_two_segments_and_completion() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    let mut hdr = frames.pop().unwrap();
+    let mut payload = frames.pop().unwrap();
+    client.frame_mut(&mut hdr)[..14].copy_from_slice(b"HEADERHEADER14");
+    client.frame_mut(&mut payload)[100..110].copy_from_slice(b"0123456789");
+    let (h, p) = (hdr.index(), payload.index());
+    client
+        .transmit(TxRequest {
+            frame: hdr,
+            offset: 0,
+            len: 14,
+            second: Some((payload, 100, 10)),
+        })
+        .unwrap()
+        .unwrap();
+    assert!(server.tx_budget().unwrap() > 0);
+    let pkt = server.pop_tx().unwrap().unwrap();
+    assert_eq!(pkt.len(), 24);
+    assert_eq!(server.frames().state(h), Some(FrameState::InFlightTx));
+    assert_eq!(server.frames().state(p), Some(FrameState::InFlightTx));
+    let mut out = [0u8; 64];
+    let n = server.read_tx(&pkt, &mut out);
+    assert_eq!(&out[..n], b"HEADERHEADER140123456789");
+    let (raw1, raw2) = server.tx_raw(&pkt);
+    assert_eq!((raw1.len(), raw2.map(|r| r.len())), (14, Some(10)));
+    assert!(server.pop_tx().unwrap().is_none());
+    server.complete_tx(pkt, TX_STATUS_SENT, 24).unwrap();
+    server.publish().unwrap();
+    let mut done = Vec::new();
+    client.completions(|c| done.push(c)).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].frame.index(), h);
+    assert_eq!(done[0].frame2.as_ref().map(|f| f.index()), Some(p));
+    assert_eq!((done[0].status, done[0].len), (TX_STATUS_SENT, 24));
+    assert_eq!(server.frames().state(h), Some(FrameState::Client));
+}
+
+#[test]
+fn tx_budget_bounds_in_flight() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    for _ in 0..4 {
+        let f = frames.pop().unwrap();
+        client
+            .transmit(TxRequest {
+                frame: f,
+                offset: 0,
+                len: 60,
+                second: None,
+            })
+            .unwrap()
+            .unwrap();
+    }
+    let f = frames.pop().unwrap();
+    assert!(client
+        .transmit(TxRequest {
+            frame: f,
+            offset: 0,
+            len: 60,
+            second: None
+        })
+        .unwrap()
+        .is_err());
+    let mut pkts = Vec::new();
+    while let Some(p) = server.pop_tx().unwrap() {
+        pkts.push(p);
+    }
+    assert_eq!(pkts.len(), 4);
+    assert_eq!(server.tx_budget().unwrap(), 0);
+    for p in pkts {
+        server.complete_tx(p, TX_STATUS_SENT, 60).unwrap();
+    }
+    server.publish().unwrap();
+    // The client has not consumed the completions yet: no budget.
+    assert_eq!(server.tx_budget().unwrap(), 0);
+    assert_eq!(client.completions(|_| {}).unwrap(), 4);
+    assert_eq!(server.tx_budget().unwrap(), 4);
+}
+
+#[test]
+fn client_sleeps_and_server_wakes_it() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    client.fill(&mut frames).unwrap();
+    server.refill().unwrap();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut small = [0u8; 128];
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                match client
+                    .fetch(&mut small, None, Some(Duration::from_secs(10)))
+                    .unwrap()
+                {
+                    Some(Received::Small { info, .. }) => got.push(info.tag),
+                    Some(Received::Large { info, frame, .. }) => {
+                        got.push(info.tag);
+                        let _kept = frame;
+                    }
+                    None => panic!("timed out: the doorbell was not rung"),
+                }
+            }
+            got
+        });
+        for tag in 1..=3u64 {
+            std::thread::sleep(Duration::from_millis(20));
+            server
+                .deliver_small(
+                    &[1, 2, 3],
+                    &RxMeta {
+                        tag,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            server.publish().unwrap();
+        }
+        assert_eq!(h.join().unwrap(), vec![1, 2, 3]);
+    });
+}
+
+#[test]
+fn server_sleeps_and_client_wakes_it() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    assert!(server.arm_wakeup().unwrap(), "nothing posted yet");
+    let f = frames.pop().unwrap();
+    let mut v = vec![f];
+    client.fill(&mut v).unwrap();
+    // The doorbell must be readable now.
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+        server.wait_fd(),
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: 2,
+        tv_nsec: 0,
+    };
+    assert_eq!(rustix::event::poll(&mut fds, Some(&ts)).unwrap(), 1);
+    assert_eq!(server.drain_wakeups().unwrap(), 1);
+    assert_eq!(server.refill().unwrap(), 1);
+    // Work waiting: arming says "don't sleep".
+    let f = server.take_frame().unwrap();
+    server.release_frame(f);
+    let mut v = vec![frames.pop().unwrap()];
+    client.fill(&mut v).unwrap();
+    assert!(!server.arm_wakeup().unwrap());
+}
+
+#[test]
+fn revoked_after_threshold_with_clear_error() {
+    let config = ServerConfig {
+        revoke_after: 3,
+        ..ServerConfig::default()
+    };
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &config);
+    let mut v: Vec<_> = frames.drain(..2).collect();
+    client.fill(&mut v).unwrap();
+    server.refill().unwrap();
+    // Post the same frames again by writing the ring directly, as a hostile client would.
+    let l = *client.layout();
+    let words = client.shared_words();
+    let fill_entries = l.fill.entries_offset() / 4;
+    for k in 0..4u32 {
+        words[fill_entries + 2 + k as usize].store(k % 2, std::sync::atomic::Ordering::Relaxed);
+    }
+    words[l.fill.producer() / 4].store(6, std::sync::atomic::Ordering::Release);
+    assert_eq!(server.refill().unwrap(), 0);
+    assert!(server.is_revoked());
+    assert_eq!(server.violations().get(ViolationKind::FramePostedTwice), 3);
+    let err = server.refill().unwrap_err();
+    assert!(matches!(err, Violation::Revoked { violations: 3 }));
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert!(matches!(
+        server.take_frame(),
+        Err(PlaceError::Violation(Violation::Revoked { .. }))
+    ));
+}
