@@ -48,7 +48,7 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot start the data-path thread: {0}")]
+    #[error("cannot start a server thread or runtime: {0}")]
     Thread(#[source] io::Error),
 }
 
@@ -156,7 +156,7 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
         .map_err(ServeError::Thread)?;
     let tags = TagAllocator::random();
 
-    tokio_uring::start(async move {
+    run_local(async move {
         let client_path = config.socket.clone();
         let operator_path = config.operator_socket();
         let client = bind(&client_path, 0o666)?;
@@ -210,6 +210,25 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
         );
         Ok(())
     })
+}
+
+/// Runs the control plane on tokio-uring's runtime; where io_uring is not
+/// available (old kernel, seccomp) on tokio's current-thread runtime with a
+/// `LocalSet` instead: the control plane needs nothing io_uring-specific.
+fn run_local<F: std::future::Future<Output = Result<(), ServeError>>>(
+    f: F,
+) -> Result<(), ServeError> {
+    match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "io_uring unavailable; running the control plane on tokio's runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(ServeError::Thread)?;
+            tokio::task::LocalSet::new().block_on(&rt, f)
+        }
+    }
 }
 
 async fn wait_for_stop(cp: &ControlPlane) {

@@ -62,9 +62,20 @@ impl PcapReplay {
             let (ring, shared, owned) = (ring.clone(), shared.clone(), path.to_path_buf());
             std::thread::Builder::new()
                 .name("netserver-pcap".into())
-                .spawn(move || {
-                    tokio_uring::start(replay(owned, options, ring, shared, wake, ready_tx));
-                })
+                .spawn(
+                    move || match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                        Ok(rt) => rt.block_on(replay(owned, options, ring, shared, wake, ready_tx)),
+                        Err(source) => {
+                            let _ = ready_tx.send(Err(BackendError::Capture {
+                                path: format!(
+                                    "{} (the pcap reader needs io_uring)",
+                                    owned.display()
+                                ),
+                                source,
+                            }));
+                        }
+                    },
+                )
                 .map_err(|source| BackendError::Capture {
                     path: path.display().to_string(),
                     source,
