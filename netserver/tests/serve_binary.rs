@@ -80,10 +80,26 @@ impl Drop for Server {
     }
 }
 
-fn temp_socket(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netserver-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("ns.sock")
+/// A directory of its own for a test's sockets, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("netserver-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("ns.sock")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -110,7 +126,8 @@ async fn fetch_n(fetch: &mut netclient::Fetch, n: usize) -> Vec<netclient::Packe
 
 #[test]
 fn serve_binary_end_to_end_in_emulated_mode() {
-    let socket = temp_socket("e2e");
+    let dir = TempDir::new("e2e");
+    let socket = dir.socket();
     let server = Server::start(&socket, &["--backend", "emulated"]);
     let edns = frames(EDNS);
     let gateway = frames(GATEWAY);
@@ -241,7 +258,8 @@ fn serve_binary_end_to_end_in_emulated_mode() {
 
 #[test]
 fn a_client_that_never_fetches_overflows_and_does_not_stall_others() {
-    let socket = temp_socket("slow");
+    let dir = TempDir::new("slow");
+    let socket = dir.socket();
     let _server = Server::start(&socket, &["--overflow-limit", "16"]);
     let eapon = frames(EAPON);
     run(async {
@@ -275,7 +293,8 @@ fn a_client_that_never_fetches_overflows_and_does_not_stall_others() {
 
 #[test]
 fn pcap_backend_replays_with_rate_and_loop() {
-    let socket = temp_socket("pcap");
+    let dir = TempDir::new("pcap");
+    let socket = dir.socket();
     let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pcaps/tcpdump-edns-opts.pcap");
     let backend = format!("pcap:{}", capture.display());
     let _server = Server::start(
