@@ -340,13 +340,15 @@ impl ClientRegion {
         Ok(n)
     }
 
-    fn validate_rx(&mut self, d: &RxDesc) -> Result<(), Violation> {
+    /// Validates the rx descriptor `ahead` entries past the oldest one.
+    fn validate_rx(&self, d: &RxDesc, ahead: u32) -> Result<(), Violation> {
         let bad = |reason| Violation::BadDescriptor {
             ring: RingId::Rx,
             reason,
         };
         let (size, count) = if d.flags & RX_SMALL != 0 {
-            let expected = self.rx_position() & (self.layout.geometry.small_slot_count - 1);
+            let position = self.rx.next_index().wrapping_add(ahead);
+            let expected = position & (self.layout.geometry.small_slot_count - 1);
             if d.index != expected {
                 return Err(bad(DescriptorFault::WrongSlot {
                     index: d.index,
@@ -380,38 +382,24 @@ impl ClientRegion {
         Ok(())
     }
 
-    fn rx_position(&self) -> u32 {
-        self.rx.next_index()
-    }
-
-    /// Takes the oldest rx entry (already validated by the caller's peek) and
-    /// turns it into a packet. `small` receives the slot bytes.
+    /// Turns the rx entry `ahead` past the oldest one into a packet (the
+    /// caller releases it afterwards). `small` receives the slot bytes.
     fn take_rx(
         &mut self,
         d: &RxDesc,
+        ahead: u32,
         small: &mut [u8],
     ) -> Result<(Option<Frame>, usize), Violation> {
-        if let Err(v) = self.validate_rx(d) {
-            self.rx.release(1);
-            return Err(v);
-        }
-        let result = if d.flags & RX_SMALL != 0 {
+        self.validate_rx(d, ahead)?;
+        if d.flags & RX_SMALL != 0 {
             let n = (d.len as usize).min(small.len());
             let at = self.layout.small_slot(d.index) + usize::from(d.offset);
             // The slot is ours until we release the entry: copy first.
             self.map.copy_out(at, &mut small[..n]);
-            (None, n)
+            Ok((None, n))
         } else {
-            match self.mint(RingId::Rx, d.index) {
-                Ok(f) => (Some(f), d.len as usize),
-                Err(v) => {
-                    self.rx.release(1);
-                    return Err(v);
-                }
-            }
-        };
-        self.rx.release(1);
-        Ok(result)
+            Ok((Some(self.mint(RingId::Rx, d.index)?), d.len as usize))
+        }
     }
 
     fn next_rx(&mut self) -> Result<Option<RxDesc>, Violation> {
@@ -429,7 +417,9 @@ impl ClientRegion {
             return Ok(None);
         };
         let info = RxInfo::of(&d);
-        Ok(match self.take_rx(&d, small_buf)? {
+        let taken = self.take_rx(&d, 0, small_buf);
+        self.rx.release(1);
+        Ok(match taken? {
             (None, _) => Some(Received::Small {
                 len: d.len as usize,
                 info,
@@ -450,19 +440,16 @@ impl ClientRegion {
         max: usize,
         mut f: impl FnMut(Packet<'_>),
     ) -> Result<usize, ClientError> {
+        let mut ready = self.rx.ready_cached() as usize;
+        if ready < max {
+            ready = self.rx.refresh()? as usize;
+        }
+        let m = ready.min(max) as u32;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut n = 0;
-        let result = loop {
-            if n == max {
-                break Ok(n);
-            }
-            let d = match self.next_rx() {
-                Ok(Some(d)) => d,
-                Ok(None) => break Ok(n),
-                Err(v) => break Err(v.into()),
-            };
+        for i in 0..m {
+            let Some(d) = self.rx.get(i) else { break };
             let info = RxInfo::of(&d);
-            match self.take_rx(&d, &mut scratch) {
+            match self.take_rx(&d, i, &mut scratch) {
                 Ok((None, len)) => f(Packet::Small {
                     data: &scratch[..len],
                     info,
@@ -473,12 +460,18 @@ impl ClientRegion {
                     len,
                     info,
                 }),
-                Err(v) => break Err(v.into()),
+                Err(v) => {
+                    // Skip the bad entry and stop; the rest stay for next time.
+                    self.rx.release(i + 1);
+                    self.scratch = scratch;
+                    return Err(v.into());
+                }
             }
-            n += 1;
-        };
+        }
+        // One release for the whole batch: the slots are copied, the frames minted.
+        self.rx.release(m);
         self.scratch = scratch;
-        result
+        Ok(m as usize)
     }
 
     /// Frantz's `fetch(smallAddr, pageKey)`: gives `give` back to the server

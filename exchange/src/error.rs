@@ -60,9 +60,10 @@ pub enum Violation {
         /// Frame.
         index: u32,
     },
-    /// A frame posted that is not the peer's to give (the server holds a
-    /// packet in it, or it is in flight for transmit).
-    #[error("{ring} ring: frame {index} is not the client's to post (it is still the server's)")]
+    /// A frame posted that is not the peer's to give (server side: the
+    /// server holds a packet in it or is sending it; client side: the client
+    /// already holds it).
+    #[error("{ring} ring: frame {index} is not the sender's to give (the receiving side still holds it: on fill/tx, the server; on rx/completion, the client)")]
     FrameNotOwned {
         /// Ring.
         ring: RingId,

@@ -394,3 +394,32 @@ fn revoked_after_threshold_with_clear_error() {
         Err(PlaceError::Violation(Violation::Revoked { .. }))
     ));
 }
+
+#[test]
+fn client_refuses_a_frame_it_already_holds() {
+    // A buggy server that returns a frame the client holds must not make the
+    // client mint a second token for it (that would alias `&mut` bytes).
+    let (mut client, frames, _server) = attach(small_geometry(), &ServerConfig::default());
+    let l = *client.layout();
+    let w = client.shared_words();
+    let at = l.rx.entries_offset() / 4;
+    let held = frames[0].index();
+    // RxDesc words: tag lo/hi, ts lo/hi, index, len, wire_len, offset|flags<<16.
+    for (i, v) in [1, 0, 0, 0, held, 10, 10, 0].iter().enumerate() {
+        w[at + i].store(*v, std::sync::atomic::Ordering::Relaxed);
+    }
+    // A small descriptor naming the wrong slot.
+    for (i, v) in [1, 0, 0, 0, 5, 10, 10, u32::from(RX_SMALL) << 16]
+        .iter()
+        .enumerate()
+    {
+        w[at + 8 + i].store(*v, std::sync::atomic::Ordering::Relaxed);
+    }
+    w[l.rx.producer() / 4].store(2, std::sync::atomic::Ordering::Release);
+    let mut small = [0u8; 128];
+    let e = client.recv(&mut small).unwrap_err();
+    assert!(e.to_string().contains("not the sender's"), "{e}");
+    let e = client.recv(&mut small).unwrap_err();
+    assert!(e.to_string().contains("small slot 5"), "{e}");
+    assert!(client.recv(&mut small).unwrap().is_none());
+}
