@@ -328,12 +328,22 @@ impl ClientRegion {
         let mut n = 0;
         while let Some(f) = frames.pop() {
             self.check(&f);
-            if !self.fill.push(&f.index)? {
-                frames.push(f);
-                break;
+            match self.fill.push(&f.index) {
+                Ok(true) => {
+                    self.give(f);
+                    n += 1;
+                }
+                Ok(false) => {
+                    frames.push(f);
+                    break;
+                }
+                Err(v) => {
+                    // Keep the token: the frame never reached the ring.
+                    frames.push(f);
+                    self.fill.publish();
+                    return Err(v.into());
+                }
             }
-            self.give(f);
-            n += 1;
         }
         let wake = self.fill.publish();
         self.ring_server(wake)?;
@@ -544,7 +554,9 @@ impl ClientRegion {
     }
 
     /// Queues a transmit and publishes it (ringing the server if it sleeps).
-    /// Gives the request back if the tx ring is full.
+    /// Gives the request back (`Ok(Err(req))`) if the tx ring is full. If the
+    /// server broke the ring's consumer index (`Err`), the request's frames
+    /// are lost with it: the region is unusable anyway.
     pub fn transmit(&mut self, req: TxRequest) -> Result<Result<(), TxRequest>, ClientError> {
         self.check(&req.frame);
         let mut d = TxDesc {

@@ -21,6 +21,7 @@
 //! * [`eventfd`] — the doorbells.
 //! * [`pass`] — sending the memfd and doorbells with `SCM_RIGHTS`.
 //! * [`ServerRegion`] / [`ClientRegion`] — the two sides' safe APIs.
+//! * [`spec`] — the wire specification, byte by byte (also `README.md`).
 //!
 //! # A round trip
 //!
@@ -67,6 +68,11 @@ pub mod pass;
 pub mod region;
 pub mod ring;
 pub mod server;
+
+/// The wire specification (the crate's `README.md`): layout byte by byte,
+/// ring protocol, ordering, ownership, and the Rust API in brief.
+#[doc = include_str!("../README.md")]
+pub mod spec {}
 
 pub use client::{
     ClientError, ClientRegion, Completed, Frame, Packet, Received, RxInfo, TxRequest,
