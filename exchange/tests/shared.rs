@@ -423,3 +423,118 @@ fn client_refuses_a_frame_it_already_holds() {
     assert!(e.to_string().contains("small slot 5"), "{e}");
     assert!(client.recv(&mut small).unwrap().is_none());
 }
+
+mod attach_refusals {
+    use super::*;
+    use exchange::layout::{Layout, Limits};
+    use exchange::{AttachError, EventFd, GeometryError, RegionError};
+    use rustix::fs::{MemfdFlags, SealFlags};
+    use std::os::fd::OwnedFd;
+
+    fn memfd(size: u64, seals: SealFlags, header: Option<&[u8]>) -> OwnedFd {
+        let fd =
+            rustix::fs::memfd_create("t", MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, size).unwrap();
+        if let Some(h) = header {
+            rustix::io::pwrite(&fd, h, 0).unwrap();
+        }
+        if !seals.is_empty() {
+            rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+        }
+        fd
+    }
+
+    fn header_bytes(layout: &Layout) -> Vec<u8> {
+        layout
+            .header()
+            .to_words()
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
+    fn try_attach(fd: OwnedFd) -> Result<ServerRegion, AttachError> {
+        ServerRegion::attach_parts(
+            fd,
+            EventFd::new().unwrap(),
+            EventFd::new().unwrap(),
+            &ServerConfig::default(),
+        )
+    }
+
+    #[test]
+    fn refused_with_reasons() {
+        let layout = Layout::new(small_geometry(), &Limits::default()).unwrap();
+        let size = layout.region_size as u64;
+        let good = header_bytes(&layout);
+
+        // The real thing attaches.
+        assert!(try_attach(memfd(size, SealFlags::SHRINK, Some(&good))).is_ok());
+        // Not sealed against shrinking.
+        assert!(matches!(
+            try_attach(memfd(size, SealFlags::GROW, Some(&good))),
+            Err(AttachError::Region(RegionError::MissingSeals { .. }))
+        ));
+        // Sealed against writing.
+        assert!(matches!(
+            try_attach(memfd(
+                size,
+                SealFlags::SHRINK | SealFlags::WRITE,
+                Some(&good)
+            )),
+            Err(AttachError::Region(RegionError::WriteSealed))
+        ));
+        // Not a memfd at all.
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(matches!(
+            try_attach(OwnedFd::from(a)),
+            Err(AttachError::Region(RegionError::NotSealable { .. }))
+        ));
+        // Too small for a header.
+        assert!(matches!(
+            try_attach(memfd(100, SealFlags::SHRINK, None)),
+            Err(AttachError::Region(RegionError::TooSmall { size: 100 }))
+        ));
+        // Zero header.
+        assert!(matches!(
+            try_attach(memfd(size, SealFlags::SHRINK, None)),
+            Err(AttachError::Region(RegionError::Geometry(
+                GeometryError::BadMagic
+            )))
+        ));
+        // File larger than the header says.
+        assert!(matches!(
+            try_attach(memfd(size + 4096, SealFlags::SHRINK, Some(&good))),
+            Err(AttachError::Region(RegionError::SizeMismatch { .. }))
+        ));
+        // Larger than the server allows.
+        let huge = memfd(1 << 30, SealFlags::SHRINK, Some(&good));
+        let err = try_attach(huge).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        // A lying offset.
+        let mut lie = layout.header();
+        lie.small_offset += 64;
+        let mut bytes_lie = good.clone();
+        bytes_lie[88..96].copy_from_slice(&lie.small_offset.to_le_bytes());
+        assert!(matches!(
+            try_attach(memfd(size, SealFlags::SHRINK, Some(&bytes_lie))),
+            Err(AttachError::Region(RegionError::Geometry(
+                GeometryError::HeaderMismatch {
+                    field: "small_offset",
+                    ..
+                }
+            )))
+        ));
+        // An eventfd slot holding something else.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fds = pass::RegionFds {
+            memfd: memfd(size, SealFlags::SHRINK, Some(&good)),
+            client_to_server: OwnedFd::from(a),
+            server_to_client: EventFd::new().unwrap().into_fd(),
+        };
+        assert!(matches!(
+            ServerRegion::attach(fds, &ServerConfig::default()),
+            Err(AttachError::Pass(exchange::PassError::NotEventFd { .. }))
+        ));
+    }
+}
