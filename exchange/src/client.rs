@@ -251,7 +251,7 @@ impl ClientRegion {
         self.from_server.as_fd()
     }
 
-    /// The whole region as atomic words, for fault-injection tests that play
+    /// The header and rings as atomic words, for fault-injection tests that play
     /// a hostile client. Writing here breaks the protocol by design.
     #[doc(hidden)]
     pub fn shared_words(&self) -> &[AtomicU32] {

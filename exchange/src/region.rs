@@ -42,6 +42,11 @@ compile_error!("the exchange region layout is little-endian; this crate reads wo
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Bytes covered by [`Mapping::words`]: the header and the rings only.
+    /// Slot and frame bytes are never viewed as atomics, only through raw
+    /// pointers, so the atomic view and a client's `&mut [u8]` over one of
+    /// its frames never overlap.
+    words_len: usize,
 }
 
 // SAFETY: `Mapping` is an address range owned by this value; nothing in it is
@@ -77,7 +82,11 @@ impl Mapping {
             source: e.into(),
         })?;
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(RegionError::TooSmall { size: 0 })?;
-        Ok(Mapping { ptr, len })
+        Ok(Mapping {
+            ptr,
+            len,
+            words_len: len.min(crate::layout::HEADER_SIZE),
+        })
     }
 
     /// Length in bytes.
@@ -90,21 +99,29 @@ impl Mapping {
         self.len == 0
     }
 
-    /// The whole region as atomic little-endian `u32` words.
-    pub fn words(&self) -> &[AtomicU32] {
-        // SAFETY: the mapping is `len` bytes, page-aligned (so 4-aligned), and
-        // lives as long as `self`. `len` is a multiple of the page size, so
-        // `len / 4` words cover it exactly. `AtomicU32` has the size and
-        // alignment of `u32`, any bit pattern is valid, and all mutation goes
-        // through atomic operations (from this process) or the peer (outside
-        // the Rust abstract machine, but word-atomic on every supported CPU).
-        // Raw-pointer byte copies into the same memory happen only for frame
-        // and slot bytes, never for words read through this view concurrently
-        // in this process.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU32>(), self.len / 4) }
+    /// Extends the atomic view to the header and rings (`layout.small_offset`).
+    fn set_words_len(&mut self, layout: &Layout) {
+        self.words_len = layout.small_offset.min(self.len) & !3;
     }
 
-    /// The word at byte offset `offset` (must be 4-aligned and in range).
+    /// The header and the rings (everything before the small slots) as
+    /// atomic little-endian `u32` words.
+    pub fn words(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping is `len` bytes, page-aligned (so 4-aligned), and
+        // lives as long as `self`; `words_len <= len` is a multiple of 4, so
+        // the view is in bounds. `AtomicU32` has the size and alignment of
+        // `u32` and any bit pattern is valid. Within `words_len` (header and
+        // rings) every access in this process is atomic; the peer's writes
+        // come from outside the Rust abstract machine and are word-atomic on
+        // every supported CPU. Slot and frame bytes lie beyond `words_len`
+        // and are only touched through raw pointers.
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU32>(), self.words_len / 4)
+        }
+    }
+
+    /// The word at byte offset `offset` (must be 4-aligned and before the
+    /// small slots).
     pub fn word(&self, offset: usize) -> &AtomicU32 {
         debug_assert_eq!(offset % 4, 0);
         &self.words()[offset / 4]
@@ -202,7 +219,8 @@ pub fn create(geometry: Geometry, limits: &Limits) -> Result<CreatedRegion, Regi
     rustix::fs::ftruncate(&fd, layout.region_size as u64).map_err(io("ftruncate"))?;
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
         .map_err(io("fcntl(F_ADD_SEALS)"))?;
-    let map = Mapping::map(fd.as_fd(), layout.region_size)?;
+    let mut map = Mapping::map(fd.as_fd(), layout.region_size)?;
+    map.set_words_len(&layout);
     // A fresh memfd is zero-filled: every index and flag already starts at 0.
     for (a, w) in map.words().iter().zip(layout.header().to_words()) {
         // Relaxed: the server reads the header only after receiving the fd
@@ -246,7 +264,7 @@ pub fn attach(fd: OwnedFd, limits: &Limits) -> Result<(OwnedFd, Mapping, Layout)
             },
         ));
     }
-    let map = Mapping::map(fd.as_fd(), size as usize)?;
+    let mut map = Mapping::map(fd.as_fd(), size as usize)?;
     let header = map.read_header();
     let layout = Layout::from_header(&header, limits)?;
     if layout.region_size as u64 != size {
@@ -255,5 +273,6 @@ pub fn attach(fd: OwnedFd, limits: &Limits) -> Result<(OwnedFd, Mapping, Layout)
             header: layout.region_size as u64,
         });
     }
+    map.set_words_len(&layout);
     Ok((fd, map, layout))
 }

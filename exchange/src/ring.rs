@@ -201,7 +201,10 @@ struct RingRef {
 
 impl RingRef {
     fn new(map: Arc<Mapping>, id: RingId, l: &RingLayout) -> RingRef {
-        assert!(l.end() <= map.len(), "exchange: ring outside the mapping");
+        assert!(
+            l.end() <= map.words().len() * 4,
+            "exchange: ring outside the mapped rings"
+        );
         assert!(l.entries.is_power_of_two());
         RingRef {
             map,
