@@ -27,6 +27,8 @@ pub mod fuzzing;
 pub mod parse;
 pub mod program;
 pub mod trie;
+#[doc(hidden)]
+pub mod workload;
 
 pub use atom::{ArithOp, Atom, Base, Expr, Field, RelOp, Width};
 pub use classifier::{Classifier, FilterSet, InstallError, Limits};

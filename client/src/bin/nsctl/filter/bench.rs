@@ -12,34 +12,57 @@
 //! ```
 //!
 //! `naive` evaluates every filter on every packet, as N sockets with one
-//! filter each would. Lists for the standard sets come from
-//! `filters/benches/gen-filters.sh` (see `filters/BENCH.md`).
+//! filter each would. Both columns are the median over passes through all
+//! packets, so that a pass during which another process took the CPU does
+//! not count.
+//!
+//! `--pcap` may be given several times (the packets of all files, in
+//! order). With `--generate KIND --count N` nothing is measured: the
+//! standard set of N filters of KIND (`udp`: `udp dst port P`, `tcp`:
+//! `tcp dst port P`, `host`: `ip dst host A and udp dst port P`, with
+//! P = 1024 + i and A = 10.x.y.1) is written to `--filters`, and 1,000
+//! packets aimed at them to `--pcap` — the same sets and traffic as
+//! `cargo bench -p filters` (see `filters/BENCH.md`).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use filters::workload::Kind;
 use filters::{FilterSet, Limits, Program, Tag};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Classic pcap file whose packets are classified over and over.
-    #[arg(long)]
-    pub pcap: PathBuf,
+    /// Classic pcap file whose packets are classified over and over; repeat
+    /// for several files. With --generate: where to write aimed packets.
+    #[arg(long, required = true)]
+    pub pcap: Vec<PathBuf>,
     /// File with one filter expression per line; each becomes its own filter.
+    /// With --generate: where to write the generated list.
     #[arg(long)]
     pub filters: PathBuf,
     /// How long to measure each of the two columns.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
+    /// Write a generated filter set (udp, tcp or host) and traffic aimed at
+    /// it instead of measuring.
+    #[arg(long, value_name = "KIND")]
+    pub generate: Option<String>,
+    /// Number of filters to generate.
+    #[arg(long, default_value_t = 1000, requires = "generate")]
+    pub count: usize,
 }
 
 /// One packet: captured bytes and length on the wire.
 type Packet = (Vec<u8>, u32);
 
 pub fn bench(args: BenchArgs) -> ExitCode {
-    match run(&args) {
+    let outcome = match &args.generate {
+        Some(kind) => generate(&args, kind),
+        None => run(&args),
+    };
+    match outcome {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -51,13 +74,56 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
+/// Writes the generated filter list and aimed traffic; returns a summary.
+fn generate(args: &BenchArgs, kind: &str) -> Result<String, String> {
+    let kind = Kind::from_name(kind)
+        .ok_or_else(|| format!("--generate {kind}: expected udp, tcp or host"))?;
+    if args.count == 0 || args.count > filters::workload::MAX_FILTERS {
+        return Err(format!(
+            "--count must be between 1 and {}, not {}",
+            filters::workload::MAX_FILTERS,
+            args.count
+        ));
+    }
+    let [pcap] = args.pcap.as_slice() else {
+        return Err("--generate writes exactly one --pcap file".into());
+    };
+    let list: String = (0..args.count).map(|i| kind.expression(i) + "\n").collect();
+    std::fs::write(&args.filters, list)
+        .map_err(|err| format!("{}: {err}", args.filters.display()))?;
+    let aimed = kind.aimed_traffic(args.count);
+    write_packets(pcap, &aimed)?;
+    let summary = serde_json::json!({
+        "filters": args.count,
+        "packets": aimed.len(),
+        "filters_file": args.filters.display().to_string(),
+        "pcap": pcap.display().to_string(),
+    });
+    Ok(summary.to_string())
+}
+
+fn write_packets(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
+    let failed = |err: &dyn std::fmt::Display| format!("{}: {err}", path.display());
+    let file = std::fs::File::create(path).map_err(|e| failed(&e))?;
+    let mut writer = pcap_file::pcap::PcapWriter::new(file).map_err(|e| failed(&e))?;
+    for (n, frame) in frames.iter().enumerate() {
+        let timestamp = Duration::from_micros(n as u64);
+        let packet = pcap_file::pcap::PcapPacket::new(timestamp, frame.len() as u32, frame);
+        writer.write_packet(&packet).map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}
+
 fn run(args: &BenchArgs) -> Result<String, String> {
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
         return Err(format!("--seconds must be positive, not {}", args.seconds));
     }
-    let packets = read_packets(&args.pcap)?;
+    let mut packets = Vec::new();
+    for path in &args.pcap {
+        packets.extend(read_packets(path)?);
+    }
     if packets.is_empty() {
-        return Err(format!("{}: no packets to classify", args.pcap.display()));
+        return Err("no packets to classify in the --pcap files".into());
     }
     let programs = read_programs(&args.filters)?;
     let mut set = FilterSet::new(Limits::default());
@@ -153,22 +219,24 @@ fn check_agreement(
     Ok(())
 }
 
-/// Classifies every packet over and over for about `budget`; returns the
-/// mean nanoseconds per packet.
+/// Classifies every packet over and over for about `budget` (at least three
+/// passes); returns the median over passes of nanoseconds per packet.
 fn time_per_packet(
     packets: &[Packet],
     budget: Duration,
     classify: impl Fn(&[u8], u32) -> Tag,
 ) -> f64 {
     let started = Instant::now();
-    let mut classified = 0u64;
+    let mut passes = Vec::new();
     let mut sink = 0;
-    while started.elapsed() < budget {
+    while passes.len() < 3 || started.elapsed() < budget {
+        let pass = Instant::now();
         for (frame, wire_len) in packets {
             sink ^= classify(black_box(frame), *wire_len);
         }
-        classified += packets.len() as u64;
+        passes.push(pass.elapsed().as_nanos() as f64 / packets.len() as f64);
     }
     black_box(sink);
-    started.elapsed().as_nanos() as f64 / classified as f64
+    passes.sort_by(f64::total_cmp);
+    passes[passes.len() / 2]
 }
