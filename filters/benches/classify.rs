@@ -50,8 +50,11 @@ fn capture_packets() -> Vec<Packet> {
         let Ok(mut reader) = pcap_file::pcap::PcapReader::new(file) else {
             continue;
         };
-        while let Some(Ok(packet)) = reader.next_packet() {
-            packets.push((packet.data.into_owned(), packet.orig_len));
+        // Raw records: like libpcap, accept an original length above the
+        // snap length.
+        while let Some(Ok(raw)) = reader.next_raw_packet() {
+            let captured = raw.data.len() as u32;
+            packets.push((raw.data.into_owned(), raw.orig_len.max(captured)));
         }
     }
     if packets.is_empty() {

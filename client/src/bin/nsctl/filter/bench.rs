@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use filters::workload::Kind;
 use filters::{FilterSet, Limits, Program, Tag};
+use netclient::capture::{read_pcap, PcapSink};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -103,15 +104,13 @@ fn generate(args: &BenchArgs, kind: &str) -> Result<String, String> {
 }
 
 fn write_packets(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
-    let failed = |err: &dyn std::fmt::Display| format!("{}: {err}", path.display());
-    let file = std::fs::File::create(path).map_err(|e| failed(&e))?;
-    let mut writer = pcap_file::pcap::PcapWriter::new(file).map_err(|e| failed(&e))?;
+    let mut sink = PcapSink::create(path).map_err(|err| err.to_string())?;
     for (n, frame) in frames.iter().enumerate() {
-        let timestamp = Duration::from_micros(n as u64);
-        let packet = pcap_file::pcap::PcapPacket::new(timestamp, frame.len() as u32, frame);
-        writer.write_packet(&packet).map_err(|e| failed(&e))?;
+        let timestamp_ns = n as u64 * 1_000;
+        sink.write(timestamp_ns, frame.len() as u32, frame)
+            .map_err(|err| err.to_string())?;
     }
-    Ok(())
+    sink.finish().map_err(|err| err.to_string())
 }
 
 fn run(args: &BenchArgs) -> Result<String, String> {
@@ -162,15 +161,11 @@ fn round2(value: f64) -> f64 {
 }
 
 fn read_packets(path: &Path) -> Result<Vec<Packet>, String> {
-    let file = std::fs::File::open(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    let mut reader = pcap_file::pcap::PcapReader::new(file)
-        .map_err(|err| format!("{}: not a classic pcap file: {err}", path.display()))?;
-    let mut packets = Vec::new();
-    while let Some(packet) = reader.next_packet() {
-        let packet = packet.map_err(|err| format!("{}: {err}", path.display()))?;
-        packets.push((packet.data.into_owned(), packet.orig_len));
-    }
-    Ok(packets)
+    let frames = read_pcap(path).map_err(|err| err.to_string())?;
+    Ok(frames
+        .into_iter()
+        .map(|frame| (frame.data, frame.wire_len))
+        .collect())
 }
 
 fn read_programs(path: &Path) -> Result<Vec<Program>, String> {
