@@ -33,6 +33,7 @@ pub mod datapath;
 pub mod demo;
 pub mod exchange;
 pub mod filter;
+pub mod host;
 pub mod place;
 pub mod pool;
 pub mod rpc;
