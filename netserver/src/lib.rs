@@ -27,6 +27,7 @@
 //! and one reader thread for `pcap:` replay.
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod datapath;

@@ -2,6 +2,7 @@
 //!
 //! - `netserver serve [--socket PATH] [--backend emulated|pcap:FILE] …`
 //! - `netserver demo`: a self-contained tour on an emulated NIC.
+//! - `netserver bench delivery|af_packet`: delivery benchmarks (see `BENCH.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,20 @@ enum Cmd {
     /// Start a server on an emulated NIC, replay the bundled captures to several
     /// clients and print what each received.
     Demo(netserver::demo::DemoArgs),
+    /// Delivery benchmarks: `delivery` (generator → clients, against UDP over
+    /// loopback) and `af_packet` (server against a bare AF_PACKET reader).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Packets/s and bytes/s delivered to 1 and 4 clients from an in-memory
+    /// generator, shared and emulated mode, and the kernel baseline.
+    Delivery(netserver::bench::delivery::DeliveryArgs),
+    /// The server's delivery rate over an interface against the bare
+    /// AF_PACKET reader, on the same traffic.
+    AfPacket(netserver::bench::af_packet::AfPacketArgs),
 }
 
 #[derive(Args, Debug)]
@@ -109,7 +124,7 @@ fn main() -> ExitCode {
     // report and logs only warnings. RUST_LOG overrides both.
     let default_level = match cli.command {
         Cmd::Serve(_) => "info",
-        Cmd::Demo(_) => "warn",
+        Cmd::Demo(_) | Cmd::Bench(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -131,6 +146,19 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("netserver serve: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Bench(cmd) => {
+            let r = match &cmd {
+                BenchCmd::Delivery(args) => netserver::bench::delivery::run(args),
+                BenchCmd::AfPacket(args) => netserver::bench::af_packet::run(args),
+            };
+            match r {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("netserver bench: {e}");
                     ExitCode::FAILURE
                 }
             }

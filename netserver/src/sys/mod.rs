@@ -8,6 +8,7 @@
 //! | [`uring`] | an `io_uring` driving a packet socket: peek, receive-into, batched receive, send |
 //! | [`tun`] | a TAP device from `/dev/net/tun` |
 //! | [`netns`] | moving the calling thread into a named network namespace |
+//! | [`mmsg`] | batched UDP receive and send (`recvmmsg`/`sendmmsg`), the kernel baseline of `bench delivery` |
 //! | [`mem`] | anonymous page-aligned mappings the kernel may write into |
 //!
 //! Everything above this module is safe Rust. The rules, from `STYLE.md`:
@@ -25,6 +26,7 @@
 
 pub mod af_packet;
 pub mod mem;
+pub mod mmsg;
 pub mod netif;
 pub mod netns;
 pub mod tun;

@@ -1,0 +1,375 @@
+//! An in-memory frame generator: a NIC with no kernel behind it, for
+//! `netserver bench delivery`.
+//!
+//! It holds a few pre-built UDP/IPv4 frames (one per destination port, so
+//! each client's filter `udp dst port P` claims its share) and hands them out
+//! endlessly, round-robin. Nothing is read from anywhere: the generator's
+//! frame *is* the wire. Two ways to receive, mirroring
+//! [`super::af_packet`]:
+//!
+//! - [`Backend::recv_batch`] lends each frame in place, as a NIC that has
+//!   already written it into a **server** receive buffer: any later write of
+//!   those bytes (the placement into a client's frame) is a payload copy.
+//! - [`Generator::recv_placed`] is *peek then place*: it lends the frame's
+//!   headers for classification plus a [`Dma`] token, and the placement asks
+//!   the token to write the frame straight into the destination it chose (a
+//!   client's frame or small slot). That one write is what a NIC's DMA does,
+//!   not a copy; the token refuses a second write, and [`GenCounters`] counts
+//!   both kinds, so the bench can report payload copies from counters rather
+//!   than by claim.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use exchange::{PlaceError, RxMeta, ServerFrame, ServerRegion};
+
+use super::{now_ns, Backend, RxFrame};
+
+/// Ethernet + IPv4 + UDP header bytes.
+pub const UDP_HEADERS: usize = 14 + 20 + 8;
+
+/// Smallest frame the generator builds (Ethernet minimum without FCS).
+pub const MIN_FRAME: usize = 60;
+
+/// Source MAC of generated frames (locally administered).
+pub const SRC_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+/// Destination MAC of generated frames (locally administered).
+pub const DST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+/// Source IPv4 address (10.0.0.1).
+pub const SRC_IP: [u8; 4] = [10, 0, 0, 1];
+/// Destination IPv4 address (10.0.0.2).
+pub const DST_IP: [u8; 4] = [10, 0, 0, 2];
+/// UDP source port.
+pub const SRC_PORT: u16 = 9;
+
+/// Builds one UDP/IPv4 Ethernet frame of `frame_bytes` bytes (at least
+/// [`MIN_FRAME`]) to `dst_port`, with a valid IPv4 header checksum, UDP
+/// checksum 0 (none) and a payload of `payload_byte`s.
+pub fn udp_frame(frame_bytes: usize, dst_port: u16, payload_byte: u8) -> Vec<u8> {
+    let len = frame_bytes.max(MIN_FRAME);
+    let mut f = vec![payload_byte; len];
+    f[0..6].copy_from_slice(&DST_MAC);
+    f[6..12].copy_from_slice(&SRC_MAC);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = u16::try_from(len - 14).unwrap_or(u16::MAX);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45; // version 4, IHL 5
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[4..6].copy_from_slice(&0u16.to_be_bytes()); // identification
+    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+    ip[8] = 64; // TTL
+    ip[9] = 17; // UDP
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&SRC_IP);
+    ip[16..20].copy_from_slice(&DST_IP);
+    let csum = ipv4_checksum(ip);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    let udp = &mut f[34..42];
+    udp[0..2].copy_from_slice(&SRC_PORT.to_be_bytes());
+    udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+    f
+}
+
+/// The RFC 791 header checksum of `header` (its checksum field zero).
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The UDP destination port of a frame built by [`udp_frame`], if it is one.
+pub fn udp_dst_port(frame: &[u8]) -> Option<u16> {
+    (frame.len() >= UDP_HEADERS && frame[12..14] == [0x08, 0x00] && frame[23] == 17)
+        .then(|| u16::from_be_bytes([frame[36], frame[37]]))
+}
+
+/// What the generator did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenCounters {
+    /// Frames handed out (either way).
+    pub frames: u64,
+    /// Frames lent in place by `recv_batch` (a later write is a copy).
+    pub lent: u64,
+    /// Frames written into a destination by a [`Dma`] token (the one write).
+    pub dma_writes: u64,
+    /// Frames handed out by `recv_placed` that nobody wrote out (dropped).
+    pub discarded: u64,
+}
+
+/// A [`Dma`] write that did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DmaError {
+    /// The frame was already written out once; a second write would be a
+    /// copy (a bug in the placement: please report).
+    #[error("the generated frame was already written out once (a second write would be a copy)")]
+    AlreadyWritten,
+    /// The destination refused it.
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+}
+
+/// The one write of a peeked frame into the destination the placement
+/// chose, like a NIC's DMA. At most once per frame.
+#[derive(Debug)]
+pub struct Dma<'a> {
+    bytes: &'a [u8],
+    written: &'a Cell<bool>,
+}
+
+impl Dma<'_> {
+    /// The frame's length.
+    pub fn frame_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn check(&self) -> Result<(), DmaError> {
+        if self.written.get() {
+            return Err(DmaError::AlreadyWritten);
+        }
+        Ok(())
+    }
+
+    /// Whether the frame was written out.
+    pub fn is_written(&self) -> bool {
+        self.written.get()
+    }
+
+    /// Writes the frame at the start of `frame`, a frame of `region` the
+    /// placement took for it; returns the length written.
+    pub fn write_frame(
+        &self,
+        region: &mut ServerRegion,
+        frame: &ServerFrame,
+    ) -> Result<usize, DmaError> {
+        self.check()?;
+        let n = self.bytes.len().min(region.frame_capacity());
+        region.write_frame(frame, 0, &self.bytes[..n])?;
+        self.written.set(true);
+        Ok(n)
+    }
+
+    /// Writes the frame into the next small slot of `region` and queues its
+    /// rx descriptor (what `deliver_small` does, with the NIC as the writer).
+    pub fn write_small(&self, region: &mut ServerRegion, meta: &RxMeta) -> Result<(), DmaError> {
+        self.check()?;
+        region.deliver_small(self.bytes, meta)?;
+        self.written.set(true);
+        Ok(())
+    }
+
+    /// Writes the frame into private memory (e.g. a server buffer).
+    pub fn write_into(&self, dst: &mut [u8]) -> Result<usize, DmaError> {
+        self.check()?;
+        let n = self.bytes.len().min(dst.len());
+        dst[..n].copy_from_slice(&self.bytes[..n]);
+        self.written.set(true);
+        Ok(n)
+    }
+}
+
+/// The generator backend.
+#[derive(Debug)]
+pub struct Generator {
+    name: String,
+    frames: Vec<Box<[u8]>>,
+    /// How many leading bytes `recv_placed` shows for classification.
+    peek_len: usize,
+    next: usize,
+    counters: GenCounters,
+}
+
+impl Generator {
+    /// A generator cycling through one `frame_bytes`-byte UDP frame per
+    /// destination port in `dst_ports` (at least one port).
+    pub fn udp(frame_bytes: usize, dst_ports: &[u16]) -> Generator {
+        let ports: &[u16] = if dst_ports.is_empty() {
+            &[10_000]
+        } else {
+            dst_ports
+        };
+        let frames = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| udp_frame(frame_bytes, p, i as u8).into_boxed_slice())
+            .collect();
+        Generator::from_frames(format!("generator:{frame_bytes}"), frames)
+    }
+
+    /// A generator cycling through `frames` (at least one).
+    pub fn from_frames(name: String, frames: Vec<Box<[u8]>>) -> Generator {
+        assert!(!frames.is_empty(), "a generator needs at least one frame");
+        Generator {
+            name,
+            frames,
+            peek_len: 128,
+            next: 0,
+            counters: GenCounters::default(),
+        }
+    }
+
+    /// Sets how many leading bytes `recv_placed` shows (the small threshold).
+    pub fn with_peek_len(mut self, peek_len: usize) -> Generator {
+        self.peek_len = peek_len.max(UDP_HEADERS);
+        self
+    }
+
+    /// The frames it cycles through.
+    pub fn frames(&self) -> &[Box<[u8]>] {
+        &self.frames
+    }
+
+    /// What it did so far.
+    pub fn counters(&self) -> GenCounters {
+        self.counters
+    }
+
+    fn advance(&mut self) -> usize {
+        let i = self.next;
+        self.next += 1;
+        if self.next == self.frames.len() {
+            self.next = 0;
+        }
+        i
+    }
+
+    /// Peek then place: lends `max` frames, each with `data` = its first
+    /// `peek_len` bytes (the whole frame when shorter) and a [`Dma`] token
+    /// that writes it whole into the destination the placement chooses.
+    /// Returns `max`: the generator always has frames.
+    pub fn recv_placed(
+        &mut self,
+        max: usize,
+        deliver: &mut dyn FnMut(&RxFrame<'_>, &Dma<'_>),
+    ) -> usize {
+        let ts_ns = now_ns();
+        let written = Cell::new(false);
+        let mut dma_writes = 0;
+        for _ in 0..max {
+            let i = self.advance();
+            let bytes = &self.frames[i][..];
+            let head = &bytes[..bytes.len().min(self.peek_len)];
+            let frame = RxFrame {
+                data: head,
+                wire_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                ts_ns,
+            };
+            written.set(false);
+            deliver(
+                &frame,
+                &Dma {
+                    bytes,
+                    written: &written,
+                },
+            );
+            dma_writes += u64::from(written.get());
+        }
+        let max64 = max as u64;
+        self.counters.frames += max64;
+        self.counters.dma_writes += dma_writes;
+        self.counters.discarded += max64 - dma_writes;
+        max
+    }
+}
+
+impl Backend for Generator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
+        let ts_ns = now_ns();
+        for _ in 0..max {
+            let i = self.advance();
+            let data = &self.frames[i][..];
+            deliver(&RxFrame {
+                data,
+                wire_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                ts_ns,
+            });
+        }
+        self.counters.frames += max as u64;
+        self.counters.lent += max as u64;
+        max
+    }
+
+    fn wait(&mut self, _timeout: Duration) {
+        // Frames are always ready.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_udp_ipv4_with_a_valid_header_checksum() {
+        for len in [10, 64, 1500] {
+            let f = udp_frame(len, 10_007, 0xee);
+            assert_eq!(f.len(), len.max(MIN_FRAME));
+            assert_eq!(udp_dst_port(&f), Some(10_007));
+            assert_eq!(
+                ipv4_checksum(&f[14..34]),
+                0,
+                "checksum over a valid header is 0"
+            );
+            let ip_len = u16::from_be_bytes([f[16], f[17]]) as usize;
+            assert_eq!(ip_len, f.len() - 14);
+            let udp_len = u16::from_be_bytes([f[38], f[39]]) as usize;
+            assert_eq!(udp_len, f.len() - 34);
+        }
+    }
+
+    #[test]
+    fn frames_match_their_filters() {
+        let p = filters::compile("udp dst port 10001").unwrap();
+        let g = Generator::udp(64, &[10_000, 10_001]);
+        let hits: Vec<bool> = g
+            .frames()
+            .iter()
+            .map(|f| p.matches(f, f.len() as u32))
+            .collect();
+        assert_eq!(hits, [false, true]);
+    }
+
+    #[test]
+    fn recv_batch_cycles_and_counts_lent_frames() {
+        let mut g = Generator::udp(100, &[1, 2, 3]);
+        let mut ports = Vec::new();
+        assert_eq!(
+            g.recv_batch(7, &mut |f| ports.push(udp_dst_port(f.data).unwrap())),
+            7
+        );
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3, 1]);
+        assert_eq!(g.counters().lent, 7);
+        assert_eq!(g.counters().dma_writes, 0);
+    }
+
+    #[test]
+    fn recv_placed_lends_the_head_and_writes_once() {
+        let mut g = Generator::udp(1500, &[5]).with_peek_len(128);
+        let mut dst = vec![0u8; 2048];
+        let mut second = None;
+        g.recv_placed(2, &mut |f, dma| {
+            assert_eq!(f.data.len(), 128);
+            assert_eq!(f.wire_len, 1500);
+            assert_eq!(dma.frame_len(), 1500);
+            if second.is_none() {
+                assert_eq!(dma.write_into(&mut dst).unwrap(), 1500);
+                second = Some(dma.write_into(&mut dst).is_err());
+            }
+        });
+        assert_eq!(second, Some(true), "a second write is refused");
+        assert_eq!(udp_dst_port(&dst), Some(5));
+        let c = g.counters();
+        assert_eq!((c.frames, c.dma_writes, c.discarded), (2, 1, 1));
+    }
+}

@@ -1,0 +1,562 @@
+//! `netserver bench delivery`: how fast the server delivers generated frames
+//! to clients, with no kernel in the path.
+//!
+//! Every case runs the same generator ([`Generator::udp`], one frame per
+//! client port, round-robin) on the server thread and one thread per client;
+//! the rate is what the clients received, measured after a warm-up.
+//!
+//! - `shared`: peek then place, the shared-mode data path. Per frame the
+//!   server classifies the head with the installed filters' trie
+//!   ([`filters::Classifier`]), and the generator's [`Dma`] token writes the
+//!   frame once into the owning client's exchange region — a small slot
+//!   (frames ≤ the small threshold) or a frame taken from the fill ring —
+//!   whose descriptor is posted on the rx ring; the rings are published once
+//!   per batch. Each client thread drains its rx ring with
+//!   [`ClientRegion::recv_batch`], checks the port of every packet, and
+//!   returns the frames on the fill ring, sleeping on its eventfd when idle.
+//!   `shared-frames` is the same with small threshold 0: small frames go
+//!   into frames too, so nothing is copied anywhere.
+//! - `emulated`: the server's data-path thread as it stands
+//!   ([`DataPathHandle`] with the generator lending frames in place, the
+//!   filters' queues and frame spaces), consumed with
+//!   [`Exchange::fetch_batch`] by each client thread, which copies the bytes
+//!   out as the RPC reply would (the RPC transport itself is not measured).
+//! - `kernel-recvmmsg`: the same frames' UDP payloads over loopback
+//!   ([`super::kernel_baseline`]).
+//!
+//! [`Dma`]: crate::backend::generator::Dma
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use exchange::layout::RX_ZERO_COPY;
+use exchange::{ClientRegion, Frame, Geometry, Packet, RxMeta, ServerConfig, ServerRegion};
+use filters::{FilterSet, Limits};
+
+use super::{client_port, setup, BenchError, Printer, Row, Tally};
+use crate::backend::generator::{udp_dst_port, Generator};
+use crate::backend::Wake;
+use crate::datapath::{Command, DataPathHandle};
+use crate::exchange::{Exchange, Location};
+use crate::filter::{Filter, FilterGeometry, Mode};
+use crate::place::OverflowPool;
+use crate::stats::Counters;
+
+/// Frames the server handles between two looks at the clock and the rings.
+pub const BATCH: usize = 64;
+
+/// `netserver bench delivery` options.
+#[derive(Args, Debug, Clone)]
+pub struct DeliveryArgs {
+    /// One JSON object per line and case.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds measured per case (after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    pub seconds: f64,
+    /// Frame sizes, bytes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1500], value_name = "BYTES")]
+    pub frames: Vec<usize>,
+    /// Client counts (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4], value_name = "N")]
+    pub clients: Vec<usize>,
+    /// Cases to run (comma-separated): shared, shared-frames, emulated, kernel.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = ["shared".to_string(), "shared-frames".to_string(), "emulated".to_string(), "kernel".to_string()],
+        value_name = "CASE"
+    )]
+    pub cases: Vec<String>,
+    /// Runs of each case (each printed; spread = min..max).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub runs: usize,
+    /// Frames of at most this many bytes go to small slots (shared case).
+    #[arg(long, default_value_t = 128, value_name = "BYTES")]
+    pub small_threshold: u32,
+    /// Entries in each client's rx and fill rings (power of two).
+    #[arg(long, default_value_t = 2048, value_name = "N")]
+    pub ring: u32,
+}
+
+impl Default for DeliveryArgs {
+    fn default() -> Self {
+        DeliveryArgs {
+            json: false,
+            seconds: 2.0,
+            frames: vec![64, 1500],
+            clients: vec![1, 4],
+            cases: ["shared", "shared-frames", "emulated", "kernel"]
+                .map(String::from)
+                .to_vec(),
+            runs: 1,
+            small_threshold: 128,
+            ring: 2048,
+        }
+    }
+}
+
+/// Runs every selected case, printing each row as it is measured; returns
+/// the rows.
+pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
+    for c in &args.cases {
+        if !["shared", "shared-frames", "emulated", "kernel"].contains(&c.as_str()) {
+            return Err(BenchError::Usage(format!(
+                "unknown case {c:?}: use shared, shared-frames, emulated or kernel"
+            )));
+        }
+    }
+    if !args.ring.is_power_of_two() || args.ring < 64 {
+        return Err(BenchError::Usage(format!(
+            "--ring {}: use a power of two ≥ 64",
+            args.ring
+        )));
+    }
+    let printer = Printer { json: args.json };
+    let measure = Duration::from_secs_f64(args.seconds.max(0.001));
+    let mut rows = Vec::new();
+    let want = |c: &str| args.cases.iter().any(|x| x == c);
+    for &frame_bytes in &args.frames {
+        for &clients in &args.clients {
+            let clients = clients.max(1);
+            let mut baseline = None;
+            if want("kernel") {
+                for _ in 0..args.runs {
+                    let row = super::kernel_baseline::run(frame_bytes, clients, measure)?;
+                    printer.print(&row);
+                    baseline = Some(baseline.map_or(row.mpps, |b: f64| b.max(row.mpps)));
+                    rows.push(row);
+                }
+            }
+            let mut emit = |mut row: Row| {
+                row.vs_baseline = baseline.map(|b| row.mpps / b.max(1e-9));
+                printer.print(&row);
+                rows.push(row);
+            };
+            for _ in 0..args.runs {
+                if want("shared") {
+                    emit(shared(
+                        "shared",
+                        frame_bytes,
+                        clients,
+                        measure,
+                        args.small_threshold,
+                        args.ring,
+                    )?);
+                }
+                if want("shared-frames") {
+                    emit(shared(
+                        "shared-frames",
+                        frame_bytes,
+                        clients,
+                        measure,
+                        0,
+                        args.ring,
+                    )?);
+                }
+                if want("emulated") {
+                    emit(emulated(frame_bytes, clients, measure, args.ring)?);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn filter_set(clients: usize) -> Result<(Arc<filters::Classifier>, Vec<String>), BenchError> {
+    let mut set = FilterSet::new(Limits::default());
+    let mut classifier = set.classifier();
+    let mut exprs = Vec::new();
+    for i in 0..clients {
+        let expr = format!("udp dst port {}", client_port(i));
+        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
+        classifier = set
+            .insert(i as u64 + 1, program)
+            .map_err(|e| setup("filters")(Box::new(e)))?;
+        exprs.push(expr);
+    }
+    Ok((classifier, exprs))
+}
+
+/// Server-side counters of the shared case, read by the measuring thread.
+#[derive(Debug, Default)]
+struct ServerTally {
+    /// Frames the generator produced that were not delivered.
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// The shared-mode case (see the module docs). `small_threshold` 0 sends
+/// every frame into a client frame.
+pub fn shared(
+    case: &str,
+    frame_bytes: usize,
+    clients: usize,
+    measure: Duration,
+    small_threshold: u32,
+    ring: u32,
+) -> Result<Row, BenchError> {
+    let (classifier, _) = filter_set(clients)?;
+    let geometry = Geometry {
+        rx_entries: ring,
+        fill_entries: ring,
+        small_slot_count: ring,
+        small_slot_size: 128,
+        frame_count: ring * 2,
+        frame_size: 2048,
+        ..Geometry::default()
+    };
+    let mut servers = Vec::new();
+    let mut client_sides = Vec::new();
+    for _ in 0..clients {
+        let (mut client, mut frames) =
+            ClientRegion::create(geometry).map_err(|e| setup("exchange region")(Box::new(e)))?;
+        client
+            .fill(&mut frames)
+            .map_err(|e| setup("fill ring")(Box::new(e)))?;
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| setup("socket pair")(Box::new(e)))?;
+        let token = [7u8; exchange::pass::TOKEN_LEN];
+        client
+            .send_to(std::os::fd::AsFd::as_fd(&a), &token)
+            .map_err(|e| setup("region passing")(Box::new(e)))?;
+        let req = exchange::pass::recv_region(
+            std::os::fd::AsFd::as_fd(&b),
+            exchange::pass::TOKEN_LEN,
+            Duration::from_secs(5),
+        )
+        .map_err(|e| setup("region passing")(Box::new(e)))?;
+        let server = ServerRegion::attach(req.fds, &ServerConfig::default())
+            .map_err(|e| setup("region attach")(Box::new(e)))?;
+        servers.push(server);
+        client_sides.push((client, frames));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_tally = Arc::new(ServerTally::default());
+    let ports: Vec<u16> = (0..clients).map(client_port).collect();
+    let mut gen = Generator::udp(frame_bytes, &ports).with_peek_len(128);
+
+    let server = {
+        let (stop, server_tally) = (stop.clone(), server_tally.clone());
+        std::thread::Builder::new()
+            .name("bench-server".into())
+            .spawn(move || {
+                let mut regions = servers;
+                let n = regions.len() as u64;
+                let mut dropped = 0u64;
+                let mut batches = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    for r in regions.iter_mut() {
+                        if r.free_frames() < BATCH {
+                            let _ = r.refill();
+                        }
+                    }
+                    gen.recv_placed(BATCH, &mut |f, dma| {
+                        let tag = classifier.classify(f.data, f.wire_len);
+                        // Tags are 1..=clients here; the data path maps them
+                        // with its table.
+                        let Some(r) = tag
+                            .checked_sub(1)
+                            .filter(|&i| i < n)
+                            .and_then(|i| regions.get_mut(i as usize))
+                        else {
+                            dropped += 1;
+                            return;
+                        };
+                        let meta = RxMeta {
+                            tag,
+                            timestamp_ns: f.ts_ns,
+                            wire_len: f.wire_len,
+                            flags: RX_ZERO_COPY,
+                        };
+                        if f.wire_len <= small_threshold {
+                            if dma.write_small(r, &meta).is_err() {
+                                dropped += 1;
+                            }
+                            return;
+                        }
+                        if !matches!(r.rx_free(), Ok(1..)) {
+                            dropped += 1;
+                            return;
+                        }
+                        let Ok(frame) = r.take_frame() else {
+                            dropped += 1;
+                            return;
+                        };
+                        match dma.write_frame(r, &frame) {
+                            Ok(len) => {
+                                if r.deliver_frame(frame, 0, len, &meta).is_err() {
+                                    dropped += 1;
+                                }
+                            }
+                            Err(_) => {
+                                r.release_frame(frame);
+                                dropped += 1;
+                            }
+                        }
+                    });
+                    for r in regions.iter_mut() {
+                        let _ = r.publish();
+                    }
+                    batches += 1;
+                    if batches.is_multiple_of(64) {
+                        // Relaxed: a counter read for a rate.
+                        server_tally.dropped.store(dropped, Ordering::Relaxed);
+                    }
+                }
+                (regions, gen.counters())
+            })
+            .map_err(|e| setup("server thread")(Box::new(e)))?
+    };
+
+    let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
+    let mut consumers = Vec::new();
+    for (i, (mut client, mut spare)) in client_sides.into_iter().enumerate() {
+        let (stop, tally, port) = (stop.clone(), tallies[i].clone(), client_port(i));
+        let t = std::thread::Builder::new()
+            .name(format!("bench-client-{i}"))
+            .spawn(move || -> Result<(), exchange::ClientError> {
+                let mut got: Vec<(Frame, usize, usize)> = Vec::with_capacity(ring as usize);
+                while !stop.load(Ordering::Relaxed) {
+                    let (mut packets, mut bytes, mut copies, mut wrong) = (0u64, 0u64, 0u64, 0u64);
+                    let n = client.recv_batch(ring as usize, |p| match p {
+                        Packet::Small { data, .. } => {
+                            // `recv_batch` copied the slot into a private
+                            // buffer: one copy, counted.
+                            copies += 1;
+                            packets += 1;
+                            bytes += data.len() as u64;
+                            wrong += u64::from(udp_dst_port(data) != Some(port));
+                        }
+                        Packet::Large {
+                            frame, offset, len, ..
+                        } => got.push((frame, offset, len)),
+                    })?;
+                    for (frame, offset, len) in got.drain(..) {
+                        let b = client.frame(&frame);
+                        wrong += u64::from(udp_dst_port(&b[offset..offset + len]) != Some(port));
+                        packets += 1;
+                        bytes += len as u64;
+                        spare.push(frame);
+                    }
+                    if !spare.is_empty() {
+                        client.fill(&mut spare)?;
+                    }
+                    tally.add(packets, bytes, copies, wrong);
+                    if n == 0 {
+                        client.wait_rx(Some(Duration::from_millis(5)))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| setup("client thread")(Box::new(e)))?;
+        consumers.push(t);
+    }
+
+    let dropped = || server_tally.dropped.load(Ordering::Relaxed);
+    let (d, dropped, elapsed) = super::measure(&tallies, measure, &dropped);
+    stop.store(true, Ordering::Relaxed);
+    let (_regions, counters) = server
+        .join()
+        .map_err(|_| setup("server thread")("panicked".into()))?;
+    for t in consumers {
+        t.join()
+            .map_err(|_| setup("client thread")("panicked".into()))?
+            .map_err(|e| setup("client")(Box::new(e)))?;
+    }
+    let [packets, _bytes, copies, wrong] = d;
+    if wrong > 0 {
+        return Err(BenchError::Misdelivered {
+            case: case.into(),
+            wrong,
+        });
+    }
+    let mut row = Row::measured(
+        case,
+        frame_bytes,
+        clients,
+        packets,
+        dropped,
+        elapsed,
+        copies as f64 / packets.max(1) as f64,
+    );
+    row.note = format!(
+        "server: {} frames, {} written once into client memory",
+        counters.frames, counters.dma_writes
+    );
+    Ok(row)
+}
+
+/// The emulated case (see the module docs).
+pub fn emulated(
+    frame_bytes: usize,
+    clients: usize,
+    measure: Duration,
+    ring: u32,
+) -> Result<Row, BenchError> {
+    let (_, exprs) = filter_set(clients)?;
+    let ports: Vec<u16> = (0..clients).map(client_port).collect();
+    let backend = Generator::udp(frame_bytes, &ports);
+    let wake = Wake::default();
+    // No overflow pool: frames a client has no room for are dropped at once
+    // (spilling would add two copies per frame to a throughput test).
+    let pool = Arc::new(OverflowPool::new(0, 2048, 128));
+    let global = Arc::new(Counters::default());
+    let mut dp = DataPathHandle::spawn(Box::new(backend), pool.clone(), global.clone(), wake)
+        .map_err(|e| setup("data path")(Box::new(e)))?;
+    let geometry = FilterGeometry {
+        queue_limit: ring,
+        frames: ring * 2,
+        small_slots: ring,
+        frame_size: 2048,
+        small_threshold: 128,
+    };
+    let mut set = FilterSet::new(Limits::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
+    let mut consumers = Vec::new();
+    for (i, expr) in exprs.into_iter().enumerate() {
+        let tag = i as u64 + 1;
+        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
+        let (filter, pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
+        let filter = Arc::new(filter);
+        let classifier = set
+            .insert(tag, program)
+            .map_err(|e| setup("filters")(Box::new(e)))?;
+        dp.send(Command::Install {
+            filter: filter.clone(),
+            classifier,
+        });
+        let (stop, tally, port, pool, global) = (
+            stop.clone(),
+            tallies[i].clone(),
+            client_port(i),
+            pool.clone(),
+            global.clone(),
+        );
+        let t = std::thread::Builder::new()
+            .name(format!("bench-client-{i}"))
+            .spawn(move || -> Result<(), crate::exchange::ExchangeError> {
+                let mut ex = Exchange::new(filter, pages, pool, Some(global));
+                let slots: Vec<u32> = (0..ring).collect();
+                let mut mine: std::collections::VecDeque<u32> =
+                    (ring..ring * 2).collect::<std::collections::VecDeque<u32>>();
+                let mut give = Vec::with_capacity(ring as usize);
+                let mut reply = vec![0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    give.clear();
+                    give.extend(mine.iter().copied());
+                    let (mut packets, mut bytes, mut wrong, mut large) = (0u64, 0u64, 0u64, 0usize);
+                    let mut back = Vec::new();
+                    let n = ex.fetch_batch(ring, &slots, &give, &mut |f| {
+                        // The bytes the RPC reply would carry: one copy.
+                        let len = f.data.len().min(reply.len());
+                        reply[..len].copy_from_slice(&f.data[..len]);
+                        wrong += u64::from(udp_dst_port(&reply[..len]) != Some(port));
+                        packets += 1;
+                        bytes += u64::from(f.len);
+                        if let Location::Large { frame } = f.location {
+                            large += 1;
+                            back.push(frame);
+                        }
+                    })?;
+                    mine.drain(..large);
+                    mine.extend(back);
+                    // Placement into the page or staging, and the reply.
+                    tally.add(packets, bytes, 2 * packets, wrong);
+                    if n == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| setup("client thread")(Box::new(e)))?;
+        consumers.push(t);
+    }
+    let dropped = || global.snapshot().dropped();
+    let (d, dropped, elapsed) = super::measure(&tallies, measure, &dropped);
+    stop.store(true, Ordering::Relaxed);
+    for t in consumers {
+        t.join()
+            .map_err(|_| setup("client thread")("panicked".into()))?
+            .map_err(|e| setup("client")(Box::new(e)))?;
+    }
+    dp.stop();
+    let [packets, _bytes, copies, wrong] = d;
+    if wrong > 0 {
+        return Err(BenchError::Misdelivered {
+            case: "emulated".into(),
+            wrong,
+        });
+    }
+    let mut row = Row::measured(
+        "emulated",
+        frame_bytes,
+        clients,
+        packets,
+        dropped,
+        elapsed,
+        copies as f64 / packets.max(1) as f64,
+    );
+    row.note =
+        "in-process: data-path thread + Exchange::fetch_batch; RPC transport not measured".into();
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_case_runs_and_copies_only_small_slots() {
+        let row = shared("shared", 1500, 2, Duration::from_millis(50), 128, 256).unwrap();
+        assert!(row.packets > 0, "{row:?}");
+        assert_eq!(row.payload_copies, 0.0);
+        let row = shared("shared", 64, 1, Duration::from_millis(50), 128, 256).unwrap();
+        assert!(row.packets > 0, "{row:?}");
+        assert_eq!(
+            row.payload_copies, 1.0,
+            "the client library copies the small slot"
+        );
+        let row = shared("shared-frames", 64, 1, Duration::from_millis(50), 0, 256).unwrap();
+        assert_eq!(row.payload_copies, 0.0);
+    }
+
+    #[test]
+    fn emulated_case_runs() {
+        let row = emulated(64, 2, Duration::from_millis(50), 256).unwrap();
+        assert!(row.packets > 0, "{row:?}");
+        assert_eq!(row.case, "emulated");
+    }
+
+    #[test]
+    fn json_rows_have_the_fields() {
+        let args = DeliveryArgs {
+            json: true,
+            seconds: 0.02,
+            frames: vec![64],
+            clients: vec![1],
+            ring: 256,
+            ..DeliveryArgs::default()
+        };
+        let rows = run(&args).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert!(rows[0].case.starts_with("kernel"));
+        for r in &rows {
+            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            for k in [
+                "case",
+                "frame_bytes",
+                "clients",
+                "mpps",
+                "gbps",
+                "payload_copies",
+            ] {
+                assert!(v.get(k).is_some(), "{k} missing in {v}");
+            }
+        }
+        assert!(rows[1..].iter().all(|r| r.vs_baseline.is_some()));
+    }
+}
