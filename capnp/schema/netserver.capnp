@@ -104,7 +104,16 @@ interface Fetch {
   # Shared mode: asks to attach an exchange region of the given geometry.
   # The client then connects to the Unix socket at `sidePath`, sends `token`
   # and, with SCM_RIGHTS, its sealed memfd and two eventfds (see the exchange
-  # crate's documentation for the layout). The token works once.
+  # crate's documentation for the layout). The token works once, for 30 s;
+  # the side socket has the client socket's permissions, and the token is its
+  # only authority. The region's geometry must be exactly: rx, fill, tx and
+  # completion rings of `ringEntries` entries, `smallSlots` small slots of
+  # `limits.smallSlotSize` bytes, `frames` frames of `limits.frameSize`
+  # bytes. The server answers on the side socket with one line, `ok` or
+  # `error: WHY`. From then on the filter's packets arrive on the rx ring
+  # (`fetch`/`fetchBatch` are refused) and the frames the client posts on the
+  # fill ring are the pages it gives. A region that breaks the protocol
+  # too often is revoked: every later call fails with the reason.
 }
 
 struct RegionLimits {
@@ -166,7 +175,16 @@ struct FilterStats {
   drops @12 :List(DropCount);
   # `dropped`, by reason.
   refused @13 :UInt64;
-  # Client requests refused (bad page or slot index, ring misuse).
+  # Client requests refused (bad page or slot index, ring misuse), including
+  # every protocol violation in an attached exchange region.
+  violations @14 :List(DropCount);
+  # Shared mode: the region's protocol violations by kind (`reason` is the
+  # exchange crate's violation name), all counted in `refused` too.
+  revoked @15 :Text;
+  # Shared mode: empty while the capability works; otherwise why the server
+  # revoked it (too many protocol violations in the exchange region).
+  shared @16 :Bool;
+  # Whether an exchange region is attached (shared mode).
 }
 
 struct DropCount {

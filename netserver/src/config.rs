@@ -36,6 +36,9 @@ pub struct Config {
     pub max_filters: u32,
     /// Frames in the backend's receive ring.
     pub rx_ring: u32,
+    /// Shared mode: protocol violations after which an exchange region (and
+    /// its fetch capability) is revoked.
+    pub revoke_after: u64,
 }
 
 impl Config {
@@ -57,6 +60,44 @@ impl Config {
             max_queue_limit: 65_536,
             max_filters: 1024,
             rx_ring: 1024,
+            revoke_after: 1024,
+        }
+    }
+
+    /// The side socket where shared-mode clients pass their region.
+    pub fn attach_socket(&self) -> PathBuf {
+        let mut s = self.socket.clone().into_os_string();
+        s.push(".attach");
+        s.into()
+    }
+
+    /// Bytes in a region's small slot: the small threshold, rounded up to
+    /// the exchange's 64-byte slot granule.
+    pub fn small_slot_size(&self) -> u32 {
+        self.small_threshold
+            .div_ceil(exchange::layout::MIN_SMALL_SLOT_SIZE)
+            .max(1)
+            * exchange::layout::MIN_SMALL_SLOT_SIZE
+    }
+
+    /// Whether this server's sizes fit an exchange region (shared mode):
+    /// its frame size is a region frame size (a power of two, 2048..=65536)
+    /// and a small frame fits a region slot.
+    pub fn shared_mode(&self) -> bool {
+        let limits = exchange::Limits::default();
+        self.frame_size.is_power_of_two()
+            && (exchange::layout::MIN_FRAME_SIZE..=limits.max_frame_size).contains(&self.frame_size)
+            && self.small_slot_size() <= limits.max_small_slot_size
+    }
+
+    /// The limits a client's region must respect.
+    pub fn region_limits(&self) -> exchange::Limits {
+        let d = exchange::Limits::default();
+        exchange::Limits {
+            max_frames: self.max_frames.min(d.max_frames),
+            max_frame_size: self.frame_size,
+            max_small_slot_size: self.small_slot_size(),
+            ..d
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use filters::{CompileError, FilterSet, InstallError, Limits};
 
+use crate::attach::{AttachBook, Token};
 use crate::backend::emulated::Injector;
 use crate::config::Config;
 use crate::datapath::{Command, DataPathHandle};
@@ -83,6 +84,38 @@ pub enum InstallFilterError {
     Stopping,
 }
 
+/// Why `attachRegion` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachRegionError {
+    #[error(
+        "shared mode is not offered by this server (its frame size {frame_size} is not a \
+         region frame size: a power of two, 2048..=65536); use emulated mode (fetch, fetchBatch)"
+    )]
+    NotOffered { frame_size: u32 },
+    #[error("the filter with tag {tag:#018x} already has an exchange region (or one is being attached); use it")]
+    AlreadyAttached { tag: Tag },
+    #[error(
+        "a frame taken by an earlier fetchBatch is still waiting for this filter: fetch it \
+         first (offer a spare page), then attach the region"
+    )]
+    FramePending,
+    #[error("the region geometry is refused: {0}; choose sizes within RegionLimits")]
+    Geometry(String),
+    #[error("the filter with tag {tag:#018x} is closed; install the filter again")]
+    Closed { tag: Tag },
+}
+
+/// What `attachRegion` returns.
+#[derive(Debug, Clone)]
+pub struct AttachGrant {
+    pub token: Token,
+    pub side_path: PathBuf,
+    pub limits: exchange::Limits,
+    pub frame_size: u32,
+    pub small_slot_size: u32,
+}
+
 /// An installed filter as the control plane holds it.
 #[derive(Debug)]
 pub struct Installed {
@@ -110,6 +143,7 @@ pub struct ControlPlane {
     pool: Arc<OverflowPool>,
     injector: Option<Injector>,
     backend: String,
+    attach: Option<Arc<AttachBook>>,
     started: Instant,
     stopping: Cell<bool>,
     shutdown: tokio::sync::Notify,
@@ -137,10 +171,82 @@ impl ControlPlane {
             pool,
             injector,
             backend,
+            attach: None,
             started: Instant::now(),
             stopping: Cell::new(false),
             shutdown: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Offers shared mode through `book`'s side socket.
+    pub fn with_attach(mut self, book: Arc<AttachBook>) -> ControlPlane {
+        self.attach = Some(book);
+        self
+    }
+
+    /// Whether `attachRegion` is offered.
+    pub fn shared_mode(&self) -> bool {
+        self.attach.is_some() && self.config.shared_mode()
+    }
+
+    /// `Fetch.attachRegion`: checks the geometry and issues a one-time token
+    /// for the side socket. 0 picks a default for any size.
+    pub fn attach_region(
+        &self,
+        installed: &Installed,
+        ring_entries: u32,
+        small_slots: u32,
+        frames: u32,
+    ) -> Result<AttachGrant, AttachRegionError> {
+        let c = &self.config;
+        let book = match &self.attach {
+            Some(b) if c.shared_mode() => b,
+            _ => {
+                return Err(AttachRegionError::NotOffered {
+                    frame_size: c.frame_size,
+                })
+            }
+        };
+        let filter = installed.filter();
+        if filter.is_closed() {
+            return Err(AttachRegionError::Closed { tag: filter.tag });
+        }
+        let ring = if ring_entries == 0 { 256 } else { ring_entries };
+        let geometry = exchange::Geometry {
+            rx_entries: ring,
+            fill_entries: ring,
+            tx_entries: ring,
+            completion_entries: ring,
+            small_slot_count: if small_slots == 0 {
+                ring.max(filter.geometry.small_slots).next_power_of_two()
+            } else {
+                small_slots
+            },
+            small_slot_size: c.small_slot_size(),
+            frame_count: if frames == 0 {
+                filter.geometry.frames
+            } else {
+                frames
+            },
+            frame_size: c.frame_size,
+        };
+        let limits = c.region_limits();
+        exchange::Layout::new(geometry, &limits)
+            .map_err(|e| AttachRegionError::Geometry(e.to_string()))?;
+        if installed.exchange.borrow().has_pending() {
+            return Err(AttachRegionError::FramePending);
+        }
+        if !crate::attach::may_attach(book, &filter) {
+            return Err(AttachRegionError::AlreadyAttached { tag: filter.tag });
+        }
+        let token = book.issue(filter, geometry);
+        Ok(AttachGrant {
+            token,
+            side_path: book.path().to_path_buf(),
+            limits,
+            frame_size: c.frame_size,
+            small_slot_size: c.small_slot_size(),
+        })
     }
 
     pub fn epoch(&self) -> u16 {

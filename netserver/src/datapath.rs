@@ -14,9 +14,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use filters::{Classifier, Program, NOT_INTERESTED};
 
+use crate::backend::af_packet::FrameBody;
 use crate::backend::{Backend, RxFrame, Wake};
-use crate::filter::Filter;
-use crate::place::OverflowPool;
+use crate::filter::{Filter, SharedPath};
+use crate::place::{OverflowPool, Source};
 use crate::stats::{Counters, DropReason};
 use crate::tag::Tag;
 
@@ -25,6 +26,11 @@ pub const BATCH: usize = 64;
 
 /// Longest sleep when no frame is ready.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// Longest sleep while a shared-mode filter has frames waiting for room in
+/// its region (the client frees rx entries and posts fill frames without
+/// waking the server; the next look moves them).
+const WAITING_WAIT: Duration = Duration::from_millis(1);
 
 /// A change the control plane asks of the data path.
 #[derive(Debug)]
@@ -45,17 +51,107 @@ pub enum Command {
         tag: Tag,
         classifier: Option<Arc<Classifier>>,
     },
+    /// Shared mode: the filter's client attached an exchange region; from
+    /// now on its frames go there.
+    Attach { tag: Tag, shared: Box<SharedPath> },
     /// Stop the thread.
     Stop,
+}
+
+/// One installed filter as the data path holds it.
+#[derive(Debug)]
+struct Slot {
+    filter: Arc<Filter>,
+    /// Shared mode: the client's region (the data path is its one driver).
+    shared: Option<Box<SharedPath>>,
+}
+
+impl Slot {
+    fn new(filter: Arc<Filter>) -> Slot {
+        Slot {
+            filter,
+            shared: None,
+        }
+    }
+
+    /// Ends the filter: drops what waits for it (`closed`) and unmaps its region.
+    fn close(mut self, pool: &OverflowPool, global: Option<&Counters>) {
+        match self.shared.take() {
+            Some(sp) => self.filter.detach_shared(*sp, pool, global),
+            None => {
+                self.filter.drain_closed(pool, global);
+            }
+        }
+    }
+
+    /// Places a frame this filter matched: into its region in shared mode,
+    /// its frame space otherwise. `src` is `Source::Body` only in shared mode.
+    fn place(
+        &mut self,
+        frame: &RxFrame<'_>,
+        src: Source<'_>,
+        pool: &OverflowPool,
+        global: Option<&Counters>,
+        scratch: &mut [u8],
+    ) {
+        if self.filter.revoked().is_some() {
+            // Its capability is dead; the client has not closed it yet.
+            self.filter.counters.drop_on_entry(DropReason::Closed);
+            if let Some(g) = global {
+                g.drop_on_entry(DropReason::Closed);
+            }
+            return;
+        }
+        match (&mut self.shared, src) {
+            (Some(sp), src) => {
+                self.filter
+                    .place_shared(frame, src, sp, pool, global, scratch);
+            }
+            (None, Source::Bytes(data)) => {
+                let complete = RxFrame { data, ..*frame };
+                self.filter.place(&complete, pool, global);
+            }
+            (None, Source::Body(_)) => {
+                tracing::error!("bug: a peeked frame reached an emulated filter; please report")
+            }
+        }
+    }
+
+    /// After a batch: moves waiting frames into the region, publishes, counts.
+    /// Returns whether frames still wait for room in the region.
+    fn after_batch(&mut self, pool: &OverflowPool, global: Option<&Counters>) -> bool {
+        let Some(sp) = self.shared.as_mut() else {
+            return false;
+        };
+        sp.space.refill();
+        self.filter.flush_shared(sp, pool);
+        if !self.filter.publish_shared(sp, global) {
+            tracing::warn!(
+                tag = format_args!("{:#018x}", self.filter.tag),
+                "exchange region revoked; the filter's frames are dropped until it is closed"
+            );
+            if let Some(sp) = self.shared.take() {
+                self.filter.detach_shared(*sp, pool, global);
+            }
+            return false;
+        }
+        let (q, o) = self.filter.waiting();
+        q + o > 0 || sp.has_held()
+    }
 }
 
 /// The data path's own state.
 struct DataPath {
     classifier: Arc<Classifier>,
-    exclusive: HashMap<Tag, Arc<Filter>>,
-    monitors: Vec<(Program, Arc<Filter>)>,
+    exclusive: HashMap<Tag, Slot>,
+    monitors: Vec<(Program, Slot)>,
     pool: Arc<OverflowPool>,
     global: Arc<Counters>,
+    /// Filters with a region attached (exclusive and monitors).
+    shared: usize,
+    /// A frame's worth of server memory, to complete a peeked frame that an
+    /// emulated filter, a monitor or the overflow pool needs in full.
+    scratch: Box<[u8]>,
 }
 
 impl DataPath {
@@ -64,19 +160,50 @@ impl DataPath {
         match cmd {
             Command::Install { filter, classifier } => {
                 self.classifier = classifier;
-                self.exclusive.insert(filter.tag, filter);
+                self.exclusive.insert(filter.tag, Slot::new(filter));
             }
-            Command::InstallMonitor { filter, program } => self.monitors.push((program, filter)),
+            Command::InstallMonitor { filter, program } => {
+                self.monitors.push((program, Slot::new(filter)))
+            }
             Command::Remove { tag, classifier } => {
                 if let Some(c) = classifier {
                     self.classifier = c;
                 }
-                if let Some(f) = self.exclusive.remove(&tag) {
-                    f.drain_closed(&self.pool, Some(&self.global));
+                if let Some(slot) = self.exclusive.remove(&tag) {
+                    self.shared -= usize::from(slot.shared.is_some());
+                    slot.close(&self.pool, Some(&self.global));
                 }
-                if let Some(i) = self.monitors.iter().position(|(_, f)| f.tag == tag) {
-                    let (_, f) = self.monitors.swap_remove(i);
-                    f.drain_closed(&self.pool, None);
+                if let Some(i) = self.monitors.iter().position(|(_, s)| s.filter.tag == tag) {
+                    let (_, slot) = self.monitors.swap_remove(i);
+                    self.shared -= usize::from(slot.shared.is_some());
+                    slot.close(&self.pool, None);
+                }
+            }
+            Command::Attach { tag, shared } => {
+                let (slot, global) = match self.exclusive.get_mut(&tag) {
+                    Some(s) => (Some(s), Some(&*self.global)),
+                    None => (
+                        self.monitors
+                            .iter_mut()
+                            .find(|(_, s)| s.filter.tag == tag)
+                            .map(|(_, s)| s),
+                        None,
+                    ),
+                };
+                match slot {
+                    Some(slot) if slot.shared.is_none() => {
+                        slot.shared = Some(shared);
+                        slot.filter.set_shared();
+                        self.shared += 1;
+                        // What waited before the attach goes first, now.
+                        slot.after_batch(&self.pool, global);
+                    }
+                    // Removed in the meantime (the region is unmapped), or a
+                    // second region (the control plane refuses that).
+                    _ => tracing::debug!(
+                        tag = format_args!("{tag:#018x}"),
+                        "attach for a gone filter ignored"
+                    ),
                 }
             }
             Command::Stop => return false,
@@ -84,21 +211,102 @@ impl DataPath {
         true
     }
 
-    /// Classifies and places one frame.
-    fn process(&self, frame: &RxFrame<'_>) {
-        for (program, monitor) in &self.monitors {
+    /// Classifies and places one frame. `body` is set for a frame the
+    /// backend only peeked (`data` is its head): it is written straight into
+    /// a shared-mode client's frame when that client alone gets it, and
+    /// completed into `scratch` otherwise.
+    fn process(&mut self, frame: &RxFrame<'_>, body: Option<&dyn FrameBody>) {
+        let tag = self.classifier.classify(frame.data, frame.wire_len);
+        if let Some(body) = body {
+            let straight = tag != NOT_INTERESTED
+                && self.exclusive.get(&tag).is_some_and(|s| {
+                    s.shared.is_some()
+                        && body.frame_len() > s.filter.geometry.small_threshold as usize
+                })
+                && !self
+                    .monitors
+                    .iter()
+                    .any(|(p, _)| p.matches(frame.data, frame.wire_len));
+            if straight {
+                self.place(tag, frame, Source::Body(body));
+                return;
+            }
+            let wanted = (tag != NOT_INTERESTED && self.exclusive.contains_key(&tag))
+                || !self.monitors.is_empty();
+            if !wanted {
+                self.global.drop_on_entry(DropReason::NoFilter);
+                return;
+            }
+            let mut scratch = std::mem::take(&mut self.scratch);
+            match body.read_into(&mut scratch) {
+                Ok(got) => {
+                    let complete = RxFrame {
+                        data: &scratch[..got.copied.min(scratch.len())],
+                        ..*frame
+                    };
+                    self.process_complete(tag, &complete);
+                }
+                Err(e) => tracing::warn!(error = %e, "receiving a peeked frame failed"),
+            }
+            self.scratch = scratch;
+            return;
+        }
+        self.process_complete(tag, frame);
+    }
+
+    fn process_complete(&mut self, tag: Tag, frame: &RxFrame<'_>) {
+        for (program, monitor) in &mut self.monitors {
             if program.matches(frame.data, frame.wire_len) {
-                monitor.place(frame, &self.pool, None);
+                monitor.place(
+                    frame,
+                    Source::Bytes(frame.data),
+                    &self.pool,
+                    None,
+                    &mut self.scratch,
+                );
             }
         }
-        let tag = self.classifier.classify(frame.data, frame.wire_len);
-        match self.exclusive.get(&tag) {
-            Some(f) if tag != NOT_INTERESTED => {
-                f.place(frame, &self.pool, Some(&self.global));
+        self.place(tag, frame, Source::Bytes(frame.data));
+    }
+
+    fn place(&mut self, tag: Tag, frame: &RxFrame<'_>, src: Source<'_>) {
+        match self.exclusive.get_mut(&tag) {
+            Some(slot) if tag != NOT_INTERESTED => {
+                slot.place(
+                    frame,
+                    src,
+                    &self.pool,
+                    Some(&self.global),
+                    &mut self.scratch,
+                );
             }
             // Issue 5 routes some of these to the control plane.
             _ => self.global.drop_on_entry(DropReason::NoFilter),
         }
+    }
+
+    /// Once per batch (also when idle): shared-mode regions take their
+    /// waiting frames and publish. Returns whether frames still wait.
+    fn after_batch(&mut self) -> bool {
+        if self.shared == 0 {
+            return false;
+        }
+        let mut waiting = false;
+        let mut gone = 0;
+        for slot in self.exclusive.values_mut() {
+            if slot.shared.is_some() {
+                waiting |= slot.after_batch(&self.pool, Some(&self.global));
+                gone += usize::from(slot.shared.is_none());
+            }
+        }
+        for (_, slot) in &mut self.monitors {
+            if slot.shared.is_some() {
+                waiting |= slot.after_batch(&self.pool, None);
+                gone += usize::from(slot.shared.is_none());
+            }
+        }
+        self.shared -= gone;
+        waiting
     }
 }
 
@@ -128,8 +336,10 @@ impl DataPathHandle {
                     classifier: Arc::default(),
                     exclusive: HashMap::new(),
                     monitors: Vec::new(),
+                    scratch: vec![0u8; pool.frame_size()].into_boxed_slice(),
                     pool,
                     global,
+                    shared: 0,
                 };
                 tracing::debug!(backend = backend.name(), "data path running");
                 loop {
@@ -144,9 +354,20 @@ impl DataPathHandle {
                             Err(TryRecvError::Disconnected) => return,
                         }
                     }
-                    let n = backend.recv_batch(BATCH, &mut |f| dp.process(f));
+                    // Peek then place only helps a shared-mode client.
+                    let placed = if dp.shared > 0 {
+                        backend
+                            .recv_placed(BATCH, Duration::ZERO, &mut |f, body| dp.process(f, body))
+                    } else {
+                        None
+                    };
+                    let n = match placed {
+                        Some(n) => n,
+                        None => backend.recv_batch(BATCH, &mut |f| dp.process(f, None)),
+                    };
+                    let waiting = dp.after_batch();
                     if n == 0 {
-                        backend.wait(IDLE_WAIT);
+                        backend.wait(if waiting { WAITING_WAIT } else { IDLE_WAIT });
                     }
                 }
             })?;
@@ -155,6 +376,15 @@ impl DataPathHandle {
             wake,
             thread: Some(thread),
         })
+    }
+
+    /// A handle that sends commands from another thread (the region
+    /// acceptor).
+    pub fn commander(&self) -> Commander {
+        Commander {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
     }
 
     /// Sends a command and wakes the thread.
@@ -175,6 +405,21 @@ impl DataPathHandle {
     }
 }
 
+/// Sends commands to the data path from any thread.
+#[derive(Debug, Clone)]
+pub struct Commander {
+    tx: Sender<Command>,
+    wake: Wake,
+}
+
+impl Commander {
+    /// Sends a command and wakes the thread.
+    pub fn send(&self, cmd: Command) {
+        let _ = self.tx.send(cmd);
+        self.wake.wake();
+    }
+}
+
 impl Drop for DataPathHandle {
     fn drop(&mut self) {
         self.stop();
@@ -186,7 +431,7 @@ mod tests {
     use super::*;
     use crate::backend::emulated::Emulated;
     use crate::exchange::Exchange;
-    use crate::filter::{FilterGeometry, Mode};
+    use crate::filter::{FilterGeometry, Mode, SharedPath};
     use filters::{Atom, Field, FilterSet, Limits, Width};
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -335,6 +580,216 @@ mod tests {
             slow.counters.snapshot().queued + slow.counters.snapshot().overflow,
             0
         );
+        dp.stop();
+    }
+
+    /// A client region attached over a socket pair, as the acceptor does it.
+    fn attach_pair(
+        frames: u32,
+        revoke_after: u64,
+    ) -> (
+        exchange::ClientRegion,
+        Vec<exchange::Frame>,
+        exchange::ServerRegion,
+    ) {
+        use std::os::fd::AsFd;
+        let geometry = exchange::Geometry {
+            rx_entries: 8,
+            fill_entries: 8,
+            tx_entries: 8,
+            completion_entries: 8,
+            small_slot_count: 8,
+            small_slot_size: 128,
+            frame_count: frames,
+            frame_size: 4096,
+        };
+        let (client, tokens) = exchange::ClientRegion::create(geometry).unwrap();
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        client.send_to(a.as_fd(), &[1; 16]).unwrap();
+        let req = exchange::pass::recv_region(b.as_fd(), 16, Duration::from_secs(2)).unwrap();
+        let config = exchange::server::ServerConfig {
+            revoke_after,
+            ..Default::default()
+        };
+        let server = exchange::ServerRegion::attach(req.fds, &config).unwrap();
+        (client, tokens, server)
+    }
+
+    fn shared_setup(
+        revoke_after: u64,
+    ) -> (
+        DataPathHandle,
+        crate::backend::emulated::Injector,
+        Arc<Filter>,
+        Arc<Counters>,
+        exchange::ClientRegion,
+        Vec<exchange::Frame>,
+    ) {
+        let wake = Wake::default();
+        let backend = Emulated::new(256, 4096, wake.clone());
+        let injector = backend.injector().unwrap();
+        let pool = Arc::new(OverflowPool::new(8, 4096, 128));
+        let global = Arc::new(Counters::default());
+        let dp = DataPathHandle::spawn(Box::new(backend), pool, global.clone(), wake).unwrap();
+        let geometry = FilterGeometry {
+            queue_limit: 32,
+            frames: 8,
+            small_slots: 8,
+            frame_size: 4096,
+            small_threshold: 128,
+        };
+        let mut set = FilterSet::new(Limits::default());
+        let (f, _) = Filter::new(7, Mode::Exclusive, "ip".into(), geometry, 8);
+        let f = Arc::new(f);
+        let c = set.insert(7, ethertype(0x0800)).unwrap();
+        dp.send(Command::Install {
+            filter: f.clone(),
+            classifier: c,
+        });
+        let (client, tokens, server) = attach_pair(8, revoke_after);
+        let space = crate::place::RegionSpace::new(server, 128, 4096).unwrap();
+        assert!(f.begin_attach());
+        dp.send(Command::Attach {
+            tag: 7,
+            shared: Box::new(SharedPath::new(space, None)),
+        });
+        (dp, injector, f, global, client, tokens)
+    }
+
+    fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+        let t = std::time::Instant::now();
+        while !ok() {
+            assert!(t.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Shared mode end to end in one process: small frames into slots, large
+    /// ones into fill frames (copied: the emulated backend reads first), a
+    /// full rx ring spills into the overflow pool and comes back in order,
+    /// no fill frame drops as `no_frame`, and the identity holds throughout.
+    #[test]
+    fn shared_mode_places_into_the_region_in_order() {
+        let (mut dp, injector, f, global, mut client, mut tokens) = shared_setup(0);
+        // Post 4 of the 8 frames (as the client library does).
+        let mut posted: Vec<exchange::Frame> = tokens.drain(..4).collect();
+        client.fill(&mut posted).unwrap();
+        wait_until("attached", || {
+            f.transport() == crate::filter::Transport::Shared
+        });
+        // 12 frames: more than the 8 rx entries; larges alternate with smalls.
+        for i in 0..12u32 {
+            let len = if i % 2 == 0 { 60 } else { 600 };
+            injector.inject(&frame(0x0800, len, i), 0).unwrap();
+        }
+        injector.inject(&frame(0x86dd, 60, 99), 0).unwrap();
+        injector.wake();
+        wait_until("all received", || global.snapshot().received == 13);
+        let s = f.counters.snapshot();
+        assert_eq!(s.delivered(), 8, "{s:?}");
+        assert_eq!(s.overflow, 4, "{s:?}");
+        assert!(global.snapshot().identity_holds());
+        let mut seqs = Vec::new();
+        let mut small = [0u8; 128];
+        let mut got_frames = Vec::new();
+        while seqs.len() < 12 {
+            match client.recv(&mut small).unwrap() {
+                Some(exchange::Received::Small { len, info }) => {
+                    assert_eq!((len, info.tag), (60, 7));
+                    seqs.push(u32::from_be_bytes(small[14..18].try_into().unwrap()));
+                }
+                Some(exchange::Received::Large {
+                    frame,
+                    offset,
+                    len,
+                    info,
+                }) => {
+                    assert_eq!((len, info.tag), (600, 7));
+                    let b = &client.frame(&frame)[offset..offset + len];
+                    seqs.push(u32::from_be_bytes(b[14..18].try_into().unwrap()));
+                    got_frames.push(frame);
+                }
+                None => {
+                    // Give the frames back so the spilled larges find room.
+                    client.fill(&mut got_frames).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        assert_eq!(seqs, (0..12).collect::<Vec<_>>(), "arrival order");
+        wait_until("counted", || f.counters.snapshot().delivered() == 12);
+        let s = f.counters.snapshot();
+        assert_eq!((s.delivered_small, s.delivered_large), (6, 6), "{s:?}");
+        assert_eq!((s.copied, s.zero_copy, s.queued, s.overflow), (6, 0, 0, 0));
+        assert_eq!(s.bytes, 6 * 60 + 6 * 600);
+        // No free frame left: the next large frame spills, and past the
+        // pool's limit it is dropped as `no_frame`.
+        for i in 0..12u32 {
+            injector.inject(&frame(0x0800, 700, 100 + i), 0).unwrap();
+        }
+        injector.wake();
+        wait_until("all received", || global.snapshot().received == 25);
+        let s = f.counters.snapshot();
+        assert_eq!(s.overflow, 8, "{s:?}");
+        assert!(s.dropped() > 0, "{s:?}");
+        assert_eq!(s.drops_for(DropReason::NoFrame), s.dropped(), "{s:?}");
+        assert!(global.snapshot().identity_holds());
+        // Removing the filter drops what waits (`closed`) and frees the pool.
+        dp.send(Command::Remove {
+            tag: 7,
+            classifier: None,
+        });
+        wait_until("removed", || f.counters.snapshot().overflow == 0);
+        let g = global.snapshot();
+        assert!(g.identity_holds(), "{g:?}");
+        assert_eq!(g.drops_for(DropReason::Closed), 8);
+        dp.stop();
+    }
+
+    /// A client that scribbles over its fill ring is refused, counted, then
+    /// revoked; its frames are dropped (`closed`) and the server goes on.
+    #[test]
+    fn a_scribbling_client_is_revoked() {
+        let (mut dp, injector, f, global, client, _tokens) = shared_setup(16);
+        wait_until("attached", || {
+            f.transport() == crate::filter::Transport::Shared
+        });
+        let words = client.shared_words();
+        let fill = client.layout().fill;
+        let entries = fill.entries_offset() / 4;
+        for round in 0..40u32 {
+            // Duplicate and out-of-range frame indices, then a wild index.
+            words[entries].store(3, std::sync::atomic::Ordering::Relaxed);
+            words[entries + 1].store(3, std::sync::atomic::Ordering::Relaxed);
+            words[entries + 2].store(1000 + round, std::sync::atomic::Ordering::Relaxed);
+            let producer = if round % 2 == 0 {
+                3 * (round + 1)
+            } else {
+                0x8000_0000
+            };
+            words[fill.producer() / 4].store(producer, std::sync::atomic::Ordering::Release);
+            injector.inject(&frame(0x0800, 600, round), 0).unwrap();
+            injector.wake();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wait_until("revoked", || f.revoked().is_some());
+        let why = f.revoked().unwrap();
+        assert!(
+            why.contains("revoked") && why.contains("install the filter again"),
+            "{why}"
+        );
+        let s = f.counters.snapshot();
+        assert!(s.refused >= 16, "{s:?}");
+        assert!(f
+            .violations()
+            .iter()
+            .any(|(k, n)| *k == "frame_posted_twice" && *n > 0));
+        injector.inject(&frame(0x0800, 60, 999), 0).unwrap();
+        injector.wake();
+        wait_until("all received", || global.snapshot().received == 41);
+        let g = global.snapshot();
+        assert!(g.identity_holds(), "{g:?}");
+        assert!(f.counters.snapshot().drops_for(DropReason::Closed) >= 1);
         dp.stop();
     }
 }

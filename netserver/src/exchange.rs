@@ -9,6 +9,18 @@
 //! client's, the given page the server's. Nothing here knows whether the
 //! bytes travel in the RPC reply (emulated) or sit in shared memory: that is
 //! [`crate::place`]'s business.
+//!
+//! Shared mode has no fetch call: the client takes packets off its region's
+//! rx ring and gives pages on the fill ring, and the ownership table is
+//! `exchange::FrameTable` inside the region, driven by the data path. This
+//! table is not that one, on purpose: in emulated mode the table *is* the
+//! storage (it holds the client's [`Page`]s) and ownership spans two threads
+//! (the data path takes free pages from a lock-free queue, the control plane
+//! exchanges them on `fetch`), while `exchange::FrameTable` is a
+//! single-threaded `&mut` state machine whose refusals count towards
+//! revoking a region. Sharing it would put a lock on the per-packet path.
+//! What the two modes share is the state machine above them: the queue,
+//! overflow, order, drop reasons and counters in [`crate::filter`].
 
 use std::sync::Arc;
 
@@ -50,6 +62,12 @@ pub enum ExchangeError {
          operator, or the server is stopping); install the filter again"
     )]
     Closed { tag: Tag },
+    #[error(
+        "the filter with tag {tag:#018x} receives through its exchange region (shared mode): \
+         its packets are on the region's rx ring and the pages it gives go on the fill ring; \
+         fetch and fetchBatch are for emulated mode"
+    )]
+    Shared { tag: Tag },
 }
 
 /// Where a fetched frame is, as `Fetched` reports it.
@@ -150,6 +168,20 @@ impl Exchange {
         Ok(())
     }
 
+    fn check_transport(&self) -> Result<(), ExchangeError> {
+        if self.filter.transport() != crate::filter::Transport::Emulated {
+            return Err(self.refuse(ExchangeError::Shared {
+                tag: self.filter.tag,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Whether a `fetchBatch` holds back a frame it could not deliver.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     fn check_slot(&self, slot: u32) -> Result<(), ExchangeError> {
         let slots = self.filter.geometry.small_slots;
         if slot >= slots {
@@ -245,6 +277,7 @@ impl Exchange {
         emit: &mut dyn FnMut(Fetched<'_>),
     ) -> Result<bool, ExchangeError> {
         self.check_open()?;
+        self.check_transport()?;
         self.check_slot(small_slot)?;
         self.check_page(page)?;
         match self.next() {
@@ -268,6 +301,7 @@ impl Exchange {
         emit: &mut dyn FnMut(Fetched<'_>),
     ) -> Result<u32, ExchangeError> {
         self.check_open()?;
+        self.check_transport()?;
         for &s in slots {
             self.check_slot(s)?;
         }

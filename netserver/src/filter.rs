@@ -11,14 +11,74 @@
 //! everything in overflow, and a client receives its frames in arrival order
 //! even after it fell behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use crossbeam_queue::ArrayQueue;
+use exchange::{RxMeta, ViolationKind};
 
 use crate::backend::RxFrame;
-use crate::place::{FrameSpace, OverflowPool, Page, Spilled, Staged};
+use crate::place::{FrameSpace, Full, OverflowPool, Page, RegionSpace, Source, Spilled, Staged};
 use crate::stats::{Counters, DropReason, Exit, Stage};
 use crate::tag::Tag;
+
+/// How a filter's frames reach its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Through `fetch`/`fetchBatch` replies (the bytes in the RPC).
+    Emulated,
+    /// `attachRegion` was called; the region has not arrived yet.
+    Attaching,
+    /// Through the client's exchange region.
+    Shared,
+}
+
+/// Shared-mode state both threads read: the transport, the revocation and
+/// the region's violation counters (written by the data path).
+#[derive(Debug, Default)]
+struct SharedState {
+    transport: AtomicU8,
+    revoked: OnceLock<String>,
+    violations: [AtomicU64; ViolationKind::COUNT],
+}
+
+/// The data path's side of a filter in shared mode: its region, and the
+/// waiting frame that did not fit the region yet (delivered first).
+#[derive(Debug)]
+pub struct SharedPath {
+    pub space: RegionSpace,
+    held: Option<(Stage, Delivery)>,
+    /// Why the oldest waiting frame did not fit the region (the drop reason
+    /// of newer frames that find the overflow pool full behind it).
+    stuck: Full,
+}
+
+impl SharedPath {
+    /// `held`: a frame the control plane had already taken out of the queue
+    /// (a `fetchBatch` that could not deliver it); it goes first.
+    pub fn new(space: RegionSpace, held: Option<(Stage, Delivery)>) -> SharedPath {
+        SharedPath {
+            space,
+            held,
+            stuck: Full::Rx,
+        }
+    }
+
+    /// Whether a frame waits for room in the region.
+    pub fn has_held(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+/// The captured length of a frame: what is stored and what decides small
+/// versus large, the same for every backend (a peeked frame's `data` holds
+/// only its head; its body holds the frame).
+pub fn captured_len(frame: &RxFrame<'_>, src: &Source<'_>, frame_size: usize) -> usize {
+    match src {
+        Source::Bytes(b) => b.len().min(frame_size),
+        Source::Body(body) => body.frame_len().min(frame_size).max(frame.data.len()),
+    }
+}
 
 /// Whether a filter owns the frames it matches or gets copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +159,7 @@ pub struct Filter {
     overflow: ArrayQueue<Delivery>,
     space: FrameSpace,
     closed: AtomicBool,
+    shared: SharedState,
 }
 
 impl Filter {
@@ -126,6 +187,7 @@ impl Filter {
             overflow: ArrayQueue::new(overflow_limit.max(1)),
             space,
             closed: AtomicBool::new(false),
+            shared: SharedState::default(),
         };
         (filter, client_pages)
     }
@@ -183,6 +245,233 @@ impl Filter {
         }
         count(&|c| c.drop_on_entry(DropReason::QueueFull));
         Outcome::Dropped(DropReason::QueueFull)
+    }
+
+    /// Data path, shared mode: offers a frame this filter matched. Same
+    /// state machine as [`place`](Self::place): frames already waiting go
+    /// first (order), then the client's region (rx ring = the queue; a small
+    /// slot, or a frame from the fill ring), else the server's overflow pool,
+    /// else a drop — `no_frame` when the client posted no free frame,
+    /// `queue_full` when its rx ring is full. `scratch` (a frame's worth)
+    /// receives a peeked frame that has to spill.
+    #[allow(clippy::too_many_arguments)]
+    pub fn place_shared(
+        &self,
+        frame: &RxFrame<'_>,
+        src: Source<'_>,
+        shared: &mut SharedPath,
+        pool: &OverflowPool,
+        global: Option<&Counters>,
+        scratch: &mut [u8],
+    ) -> Outcome {
+        let len = captured_len(frame, &src, self.geometry.frame_size as usize);
+        let small = len <= self.geometry.small_threshold as usize;
+        let count = |f: &dyn Fn(&Counters)| {
+            f(&self.counters);
+            if let Some(g) = global {
+                f(g);
+            }
+        };
+        let mut why = shared.stuck;
+        if shared.held.is_none() {
+            self.flush_shared(shared, pool);
+        }
+        if shared.held.is_none() && self.queue.is_empty() && self.overflow.is_empty() {
+            let meta = RxMeta {
+                tag: self.tag,
+                timestamp_ns: frame.ts_ns,
+                wire_len: frame.wire_len,
+                flags: 0,
+            };
+            match shared.space.place(Stage::Queue, src, len, small, &meta) {
+                Ok(()) => {
+                    // Entered now; delivered when the batch is published.
+                    count(&|c| c.enter(Stage::Queue));
+                    return Outcome::Queued;
+                }
+                Err(full) => why = full,
+            }
+        }
+        if !self.overflow.is_full() {
+            let spilled = match src {
+                Source::Bytes(b) => pool.spill(&b[..len.min(b.len())], small),
+                Source::Body(body) => match body.read_into(scratch) {
+                    Ok(got) => pool.spill(&scratch[..got.copied.min(scratch.len())], small),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading a peeked frame to spill it failed");
+                        None
+                    }
+                },
+            };
+            if let Some(spilled) = spilled {
+                count(&|c| c.enter(Stage::Overflow));
+                let d = Delivery {
+                    len: len as u32,
+                    wire_len: frame.wire_len,
+                    ts_ns: frame.ts_ns,
+                    small,
+                    placed: Placed::Spilled(spilled),
+                };
+                if let Err(d) = self.overflow.push(d) {
+                    tracing::error!(
+                        tag = self.tag,
+                        "bug: overflow full after check; please report"
+                    );
+                    self.release(d, pool);
+                    count(&|c| c.exit(Stage::Overflow, Exit::Closed, 0));
+                }
+                return Outcome::Overflow;
+            }
+        }
+        let reason = match why {
+            Full::NoFrame => DropReason::NoFrame,
+            Full::Rx => DropReason::QueueFull,
+        };
+        count(&|c| c.drop_on_entry(reason));
+        Outcome::Dropped(reason)
+    }
+
+    /// Data path, shared mode: moves waiting frames (queued before the
+    /// attach, or spilled) into the region, oldest first, as far as it has
+    /// room. They are copied from server memory (counted `copied`).
+    pub fn flush_shared(&self, shared: &mut SharedPath, pool: &OverflowPool) {
+        loop {
+            let Some((stage, d)) = shared.held.take().or_else(|| self.pop()) else {
+                return;
+            };
+            let meta = RxMeta {
+                tag: self.tag,
+                timestamp_ns: d.ts_ns,
+                wire_len: d.wire_len,
+                flags: 0,
+            };
+            let bytes = d.rpc_bytes();
+            match shared
+                .space
+                .place(stage, Source::Bytes(bytes), bytes.len(), d.small, &meta)
+            {
+                Ok(()) => self.release(d, pool),
+                Err(full) => {
+                    shared.held = Some((stage, d));
+                    shared.stuck = full;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Data path, shared mode, once per batch: makes the placed frames
+    /// visible to the client, counts them delivered (exits of their stage),
+    /// reports the region's new protocol violations, and notices a
+    /// revocation. Returns whether the region is still usable.
+    pub fn publish_shared(&self, shared: &mut SharedPath, global: Option<&Counters>) -> bool {
+        let u = shared.space.publish();
+        if !u.is_empty() {
+            for (stage, by) in [Stage::Queue, Stage::Overflow].into_iter().zip(u.by_stage) {
+                for (how, (n, bytes)) in [Exit::Small, Exit::Large].into_iter().zip(by) {
+                    self.counters.exit_n(stage, how, n, bytes);
+                    if let Some(g) = global {
+                        g.exit_n(stage, how, n, bytes);
+                    }
+                }
+            }
+            self.counters.large_paths(u.zero_copy, u.copied);
+        }
+        for (kind, n) in shared.space.new_violations() {
+            self.shared.violations[kind as usize].fetch_add(n, Ordering::Relaxed);
+            self.counters.refuse_n(n);
+        }
+        if shared.space.is_revoked() {
+            let summary = self.violations_summary();
+            let _ = self.shared.revoked.set(format!(
+                "the fetch capability of filter {:#018x} was revoked: its exchange region broke \
+                 the ring protocol too often ({summary}); the client wrote invalid ring indices \
+                 or frame numbers into shared memory. Fix the client, then install the filter \
+                 again",
+                self.tag
+            ));
+            self.close();
+            return false;
+        }
+        true
+    }
+
+    /// Data path: ends shared mode after a revocation. Frames still waiting
+    /// (held or queued) are dropped (`closed`).
+    pub fn detach_shared(
+        &self,
+        shared: SharedPath,
+        pool: &OverflowPool,
+        global: Option<&Counters>,
+    ) {
+        if let Some((stage, d)) = shared.held {
+            self.release(d, pool);
+            self.counters.exit(stage, Exit::Closed, 0);
+            if let Some(g) = global {
+                g.exit(stage, Exit::Closed, 0);
+            }
+        }
+        self.drain_closed(pool, global);
+    }
+
+    /// How frames reach the client now.
+    pub fn transport(&self) -> Transport {
+        match self.shared.transport.load(Ordering::Acquire) {
+            0 => Transport::Emulated,
+            1 => Transport::Attaching,
+            _ => Transport::Shared,
+        }
+    }
+
+    /// Control plane: `attachRegion` was called. False if the filter is not
+    /// in emulated mode (already attaching or attached).
+    pub fn begin_attach(&self) -> bool {
+        self.shared
+            .transport
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The attach failed or its token expired: back to emulated mode.
+    pub fn abort_attach(&self) {
+        let _ = self
+            .shared
+            .transport
+            .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The region arrived and was handed to the data path.
+    pub fn set_shared(&self) {
+        self.shared.transport.store(2, Ordering::Release);
+    }
+
+    /// Why the capability was revoked, if it was.
+    pub fn revoked(&self) -> Option<&str> {
+        self.shared.revoked.get().map(String::as_str)
+    }
+
+    /// The region's protocol violations by kind (names as the exchange crate
+    /// gives them).
+    pub fn violations(&self) -> Vec<(&'static str, u64)> {
+        ViolationKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.name(),
+                    self.shared.violations[*k as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    fn violations_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .violations()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        parts.join(", ")
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -26,8 +26,8 @@
 //! Threads: the control plane (tokio-uring runtime, all RPC), the data path,
 //! and one reader thread for `pcap:` replay.
 
+pub mod attach;
 pub mod backend;
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod datapath;

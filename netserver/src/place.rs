@@ -9,12 +9,17 @@
 //! - A filter's **frame space** is the client's numbering of its page frames
 //!   (`0..frames`). In emulated mode each frame is backed by server memory
 //!   ([`PageMem::Emulated`]) that moves with the ownership of its index and
-//!   whose bytes travel in `Fetched.data`. In shared mode (the exchange
-//!   region issue) a [`PageMem`] variant will name the frame inside the
-//!   client's mapped region, [`Page::write`] will become the one write into
-//!   the client's memory, [`FrameSpace::take_free`] will read the fill ring
-//!   and [`FrameSpace::give_back`] will be what a `fetch`/fill entry does;
-//!   callers do not change.
+//!   whose bytes travel in `Fetched.data`.
+//! - In **shared mode** the frame space is the client's exchange region
+//!   ([`RegionSpace`], driven by the data-path thread only, because an
+//!   `exchange::ServerRegion` has one driver): [`RegionSpace::place`] is the
+//!   one write into the client's memory (a small-slot copy, a frame copy, or
+//!   the backend writing the frame itself: zero copy), the fill ring is where
+//!   free frames come from, and the rx ring is the filter's queue. The
+//!   ownership table of shared mode is `exchange::FrameTable` inside the
+//!   region. What stays the same in both modes — the order (waiting frames
+//!   first), the spill into the overflow pool, the drop reasons, the
+//!   counters — lives in [`crate::filter`], above this module.
 //! - A backend that can *peek* (look at the headers before the payload is
 //!   written, or write straight into a destination) gets its payload written
 //!   once into the [`Page`] the data path took for it; backends that read
@@ -24,8 +29,12 @@
 //!   clients that fell behind: server memory, up to a global limit.
 
 use crossbeam_queue::ArrayQueue;
+use exchange::layout::RX_ZERO_COPY;
+use exchange::{PlaceError, RxMeta, ServerRegion, ViolationKind};
 
+use crate::backend::af_packet::FrameBody;
 use crate::pool::BufPool;
+use crate::stats::Stage;
 
 /// The memory behind one page frame of a client's frame space.
 #[derive(Debug)]
@@ -184,6 +193,7 @@ pub struct OverflowPool {
     pages: BufPool,
     small: BufPool,
     limit: usize,
+    frame_size: usize,
 }
 
 impl OverflowPool {
@@ -193,7 +203,13 @@ impl OverflowPool {
             pages: BufPool::new(limit, frame_size),
             small: BufPool::new(limit, small_size),
             limit,
+            frame_size,
         }
+    }
+
+    /// Bytes in one of its page frames (the server's frame size).
+    pub fn frame_size(&self) -> usize {
+        self.frame_size
     }
 
     /// Frames in the pool now.
@@ -226,6 +242,256 @@ impl OverflowPool {
         } else {
             self.pages.put(s.buf);
         }
+    }
+}
+
+/// Where a frame's bytes are when the data path places it.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// Complete in server memory (a backend buffer, staging, the pool).
+    Bytes(&'a [u8]),
+    /// Only peeked: the backend writes the whole frame, once, into the
+    /// destination the placement chose (the zero-copy path).
+    Body(&'a dyn FrameBody),
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Source::Body(b) => write!(f, "Body({} bytes)", b.frame_len()),
+        }
+    }
+}
+
+/// Why a region cannot take a frame now. Not the client's fault: it is
+/// slow (the frame spills or is dropped with the matching reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The rx ring is full (or the region was revoked).
+    Rx,
+    /// The client posted no free frame on the fill ring.
+    NoFrame,
+}
+
+/// Frames placed into a region since the last publish, by stage and size
+/// class: counted as delivered only once the client can see them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unpublished {
+    /// `[stage][small = 0, large = 1]`: (frames, bytes).
+    pub by_stage: [[(u64, u64); 2]; 2],
+    /// Large frames the backend wrote straight into the client's frame.
+    pub zero_copy: u64,
+    /// Large frames copied from server memory into the client's frame.
+    pub copied: u64,
+}
+
+impl Unpublished {
+    fn note(&mut self, stage: Stage, small: bool, len: usize, zero_copy: bool) {
+        let s = match stage {
+            Stage::Queue => 0,
+            Stage::Overflow => 1,
+        };
+        let e = &mut self.by_stage[s][usize::from(!small)];
+        e.0 += 1;
+        e.1 += len as u64;
+        if !small {
+            if zero_copy {
+                self.zero_copy += 1;
+            } else {
+                self.copied += 1;
+            }
+        }
+    }
+
+    /// Whether nothing was placed.
+    pub fn is_empty(&self) -> bool {
+        *self == Unpublished::default()
+    }
+}
+
+/// A filter's frame space in shared mode: the client's exchange region, as
+/// the data-path thread drives it. It trusts nothing in the region (the
+/// `exchange` crate validates every index and descriptor it reads); the
+/// client's protocol violations are counted there and, past the threshold,
+/// revoke the region.
+#[derive(Debug)]
+pub struct RegionSpace {
+    region: ServerRegion,
+    unpublished: Unpublished,
+    /// Violation counts already reported to the filter's counters.
+    reported: [u64; ViolationKind::COUNT],
+}
+
+/// A region the server cannot use with this filter's sizes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionFitError {
+    #[error(
+        "the region's small slots hold {slot} bytes, less than the server's small threshold \
+         of {threshold}: use slots of at least {threshold} bytes"
+    )]
+    SmallSlot { slot: usize, threshold: usize },
+    #[error(
+        "the region's frames hold {frame} bytes, less than the server's frame size of {want}: \
+         use frames of {want} bytes"
+    )]
+    Frame { frame: usize, want: usize },
+}
+
+impl RegionSpace {
+    /// Wraps an attached region after checking that its small slots hold a
+    /// small frame and its frames a page frame of this server.
+    pub fn new(
+        region: ServerRegion,
+        small_threshold: usize,
+        frame_size: usize,
+    ) -> Result<RegionSpace, RegionFitError> {
+        if region.small_capacity() < small_threshold {
+            return Err(RegionFitError::SmallSlot {
+                slot: region.small_capacity(),
+                threshold: small_threshold,
+            });
+        }
+        if region.frame_capacity() < frame_size {
+            return Err(RegionFitError::Frame {
+                frame: region.frame_capacity(),
+                want: frame_size,
+            });
+        }
+        Ok(RegionSpace {
+            region,
+            unpublished: Unpublished::default(),
+            reported: [0; ViolationKind::COUNT],
+        })
+    }
+
+    /// The region (for tests and stats).
+    pub fn region(&self) -> &ServerRegion {
+        &self.region
+    }
+
+    /// Whether the region was revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.region.is_revoked()
+    }
+
+    /// Takes the frames the client posted on the fill ring (no system call).
+    pub fn refill(&mut self) {
+        // A violation is counted by the region; the valid entries are kept.
+        let _ = self.region.refill();
+    }
+
+    /// Whether a frame of this size class fits now (rx entry, and for a
+    /// large frame a free frame); re-reads the fill ring when out of frames.
+    pub fn room(&mut self, small: bool) -> Result<(), Full> {
+        if self.region.is_revoked() || !matches!(self.region.rx_free(), Ok(n) if n > 0) {
+            return Err(Full::Rx);
+        }
+        if !small && self.region.free_frames() == 0 {
+            self.refill();
+            if self.region.free_frames() == 0 {
+                return Err(Full::NoFrame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one frame into the client's region and queues its rx
+    /// descriptor (visible after [`publish`](Self::publish)); counts it as
+    /// placed from `stage`. A small frame is copied into the next small slot;
+    /// a large one into a free frame the client posted — copied from
+    /// [`Source::Bytes`], or written by the backend itself from
+    /// [`Source::Body`] (zero copy). `len` is the captured length.
+    pub fn place(
+        &mut self,
+        stage: Stage,
+        src: Source<'_>,
+        len: usize,
+        small: bool,
+        meta: &RxMeta,
+    ) -> Result<(), Full> {
+        self.room(small)?;
+        if small {
+            let Source::Bytes(bytes) = src else {
+                // The data path completes small frames before placing them.
+                tracing::error!("bug: a small frame placed from a body; please report");
+                return Err(Full::Rx);
+            };
+            let bytes = &bytes[..len.min(bytes.len())];
+            return match self.region.deliver_small(bytes, meta) {
+                Ok(()) => {
+                    self.unpublished.note(stage, true, bytes.len(), false);
+                    Ok(())
+                }
+                Err(PlaceError::NoFreeFrame) => Err(Full::NoFrame),
+                Err(_) => Err(Full::Rx),
+            };
+        }
+        let frame = match self.region.take_frame() {
+            Ok(f) => f,
+            Err(PlaceError::NoFreeFrame) => return Err(Full::NoFrame),
+            Err(_) => return Err(Full::Rx),
+        };
+        let cap = self.region.frame_capacity();
+        let (stored, zero_copy) = match src {
+            Source::Bytes(bytes) => {
+                let n = len.min(bytes.len()).min(cap);
+                match self.region.write_frame(&frame, 0, &bytes[..n]) {
+                    Ok(()) => (n, false),
+                    Err(_) => {
+                        self.region.release_frame(frame);
+                        return Err(Full::Rx);
+                    }
+                }
+            }
+            Source::Body(body) => match body.read_into_frame(&self.region.raw_frame(&frame)) {
+                Ok(got) => (got.copied.min(cap), true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "zero-copy receive into a client frame failed");
+                    self.region.release_frame(frame);
+                    return Err(Full::Rx);
+                }
+            },
+        };
+        let meta = RxMeta {
+            flags: meta.flags | if zero_copy { RX_ZERO_COPY } else { 0 },
+            ..*meta
+        };
+        match self.region.deliver_frame(frame, 0, stored, &meta) {
+            Ok(()) => {
+                self.unpublished.note(stage, false, stored, zero_copy);
+                Ok(())
+            }
+            // `deliver_frame` gave the frame back to the free list.
+            Err(PlaceError::NoFreeFrame) => Err(Full::NoFrame),
+            Err(_) => Err(Full::Rx),
+        }
+    }
+
+    /// Makes what was placed since the last call visible to the client (one
+    /// release store, and one eventfd write only if the client sleeps) and
+    /// returns it, for the caller to count as delivered.
+    pub fn publish(&mut self) -> Unpublished {
+        if let Err(e) = self.region.publish() {
+            tracing::warn!(error = %e, "ringing a client's doorbell failed");
+        }
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Violations by kind counted since the last call (for the filter's
+    /// counters): `(kind, new)` for each kind with new ones.
+    pub fn new_violations(&mut self) -> impl Iterator<Item = (ViolationKind, u64)> + '_ {
+        let counts = self.region.violations();
+        ViolationKind::ALL
+            .iter()
+            .zip(self.reported.iter_mut())
+            .filter_map(move |(kind, seen)| {
+                let now = counts.get(*kind);
+                let new = now.saturating_sub(*seen);
+                *seen = now;
+                (new > 0).then_some((*kind, new))
+            })
     }
 }
 

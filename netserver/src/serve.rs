@@ -19,6 +19,7 @@ use netserver_schema::netserver_capnp::{net_server, operator};
 use tokio::net::UnixListener;
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
+use crate::attach::{Acceptor, AttachBook};
 use crate::backend::emulated::Emulated;
 use crate::backend::pcap::{PcapReplay, ReplayOptions};
 use crate::backend::{Backend, BackendError, BackendSpec, Wake};
@@ -83,6 +84,21 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     };
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !mode));
     let l = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let l = l.map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    Ok(l)
+}
+
+/// [`bind`] for a blocking std listener (the region acceptor's thread).
+fn bind_std(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ServeError> {
+    clear_stale(path)?;
+    let err = |source| ServeError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !mode));
+    let l = std::os::unix::net::UnixListener::bind(path);
     rustix::process::umask(old);
     let l = l.map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
@@ -154,6 +170,17 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
     ));
     let datapath = DataPathHandle::spawn(backend, pool.clone(), global.clone(), wake)
         .map_err(ServeError::Thread)?;
+    let attach_book = Arc::new(AttachBook::new(
+        datapath.commander(),
+        exchange::server::ServerConfig {
+            limits: config.region_limits(),
+            revoke_after: config.revoke_after,
+            ..Default::default()
+        },
+        config.small_threshold as usize,
+        config.frame_size as usize,
+        config.attach_socket(),
+    ));
     let tags = TagAllocator::random();
 
     run_local(async move {
@@ -163,7 +190,20 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
         let _files_client = SocketFiles(vec![client_path.clone()]);
         let operator = bind(&operator_path, 0o600)?;
         let _files_operator = SocketFiles(vec![operator_path.clone()]);
-        let cp = Rc::new(ControlPlane::new(
+        // Shared mode's side socket: the client socket's permissions; the
+        // one-time token from attachRegion is the authority (crate::attach).
+        let attach_path = config.attach_socket();
+        // (The acceptor is dropped before the socket file is removed: its
+        // drop wakes the accept by connecting.)
+        let (_files_attach, _acceptor) = if config.shared_mode() {
+            let l = bind_std(&attach_path, 0o666)?;
+            let files = SocketFiles(vec![attach_path.clone()]);
+            let acceptor = Acceptor::spawn(l, attach_book.clone()).map_err(ServeError::Thread)?;
+            (Some(files), Some(acceptor))
+        } else {
+            (None, None)
+        };
+        let mut cp = ControlPlane::new(
             config,
             tags,
             datapath,
@@ -171,7 +211,11 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
             pool,
             injector,
             backend_name.clone(),
-        ));
+        );
+        if _acceptor.is_some() {
+            cp = cp.with_attach(attach_book);
+        }
+        let cp = Rc::new(cp);
         tracing::info!(
             socket = %client_path.display(),
             operator = %operator_path.display(),

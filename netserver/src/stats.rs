@@ -164,6 +164,43 @@ impl Counters {
         c.fetch_add(1, Ordering::Release);
     }
 
+    /// Exit of `n` frames at once (`bytes` in all), e.g. the frames one
+    /// publish of an exchange region made visible. Call after they left.
+    pub fn exit_n(&self, stage: Stage, how: Exit, n: u64, bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        let s = match stage {
+            Stage::Queue => &self.queue_exits,
+            Stage::Overflow => &self.overflow_exits,
+        };
+        let c = match how {
+            Exit::Small => &s.small,
+            Exit::Large => &s.large,
+            Exit::Closed => &s.closed,
+        };
+        if how != Exit::Closed {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        // Release: as in `exit`.
+        c.fetch_add(n, Ordering::Release);
+    }
+
+    /// `zero_copy` and `copied` large frames at once (see [`Self::large_path`]).
+    pub fn large_paths(&self, zero_copy: u64, copied: u64) {
+        if zero_copy > 0 {
+            self.zero_copy.fetch_add(zero_copy, Ordering::Relaxed);
+        }
+        if copied > 0 {
+            self.copied.fetch_add(copied, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` client requests or protocol violations were refused.
+    pub fn refuse_n(&self, n: u64) {
+        self.refused.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// A large frame was delivered by the zero-copy path (`true`) or copied
     /// once from a server frame (`false`).
     pub fn large_path(&self, zero_copy: bool) {

@@ -252,6 +252,15 @@ impl Backend for AfPacket {
         &self.name
     }
 
+    fn recv_placed(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
+    ) -> Option<usize> {
+        Some(AfPacket::recv_placed(self, max, timeout, deliver))
+    }
+
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
         let ts_ns = now_ns();
         let counters = &mut self.counters;

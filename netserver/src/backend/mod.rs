@@ -24,7 +24,6 @@
 
 pub mod af_packet;
 pub mod emulated;
-pub mod generator;
 pub mod pcap;
 pub mod tap;
 
@@ -80,6 +79,22 @@ pub trait Backend: Send {
     /// Blocks for at most `timeout` until frames may be ready or
     /// [`Wake::wake`] is called.
     fn wait(&mut self, timeout: Duration);
+
+    /// Peek then place (for shared-mode clients): lends up to `max` frames
+    /// like [`recv_batch`](Self::recv_batch), but a frame may come with only
+    /// its head in `data` and a [`af_packet::FrameBody`] that writes the
+    /// whole frame once into the destination the placement chooses (a
+    /// client's frame: zero copy). Waits up to `timeout` for the first frame.
+    /// `None`: this backend cannot peek (it reads into server frames first);
+    /// use `recv_batch`.
+    fn recv_placed(
+        &mut self,
+        _max: usize,
+        _timeout: Duration,
+        _deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn af_packet::FrameBody>),
+    ) -> Option<usize> {
+        None
+    }
 
     /// The emulated NIC's injection point, if this backend has one.
     fn injector(&self) -> Option<emulated::Injector> {

@@ -46,12 +46,23 @@ struct Owned {
     data: Vec<u8>,
 }
 
+impl FetchImpl {
+    /// A revoked capability fails every call with the reason.
+    fn check_revoked(&self) -> capnp::Result<()> {
+        match self.installed.filter().revoked() {
+            Some(why) => Err(failed(why)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fetch::Server for FetchImpl {
     async fn tag(
         self: This<Self>,
         _: fetch::TagParams,
         mut results: fetch::TagResults,
     ) -> capnp::Result<()> {
+        self.check_revoked()?;
         results.get().set_tag(self.installed.tag);
         Ok(())
     }
@@ -61,6 +72,7 @@ impl fetch::Server for FetchImpl {
         params: fetch::FetchParams,
         mut results: fetch::FetchResults,
     ) -> capnp::Result<()> {
+        self.check_revoked()?;
         let p = params.get()?;
         let mut r = results.get().init_result();
         let got = self
@@ -82,6 +94,7 @@ impl fetch::Server for FetchImpl {
         params: fetch::FetchBatchParams,
         mut results: fetch::FetchBatchResults,
     ) -> capnp::Result<()> {
+        self.check_revoked()?;
         let p = params.get()?;
         let slots: Vec<u32> = p.get_small_slots()?.iter().collect();
         let pages: Vec<u32> = p.get_pages()?.iter().collect();
@@ -121,6 +134,7 @@ impl fetch::Server for FetchImpl {
         _: fetch::StatsParams,
         mut results: fetch::StatsResults,
     ) -> capnp::Result<()> {
+        self.check_revoked()?;
         super::fill_installed_stats(results.get().init_stats(), &self.installed);
         Ok(())
     }
@@ -137,13 +151,29 @@ impl fetch::Server for FetchImpl {
 
     async fn attach_region(
         self: This<Self>,
-        _: fetch::AttachRegionParams,
-        _: fetch::AttachRegionResults,
+        params: fetch::AttachRegionParams,
+        mut results: fetch::AttachRegionResults,
     ) -> capnp::Result<()> {
-        Err(capnp::Error::unimplemented(
-            "attachRegion: shared mode is not supported by this server yet (emulated only); \
-             use fetch or fetchBatch, which carry the frame bytes in the reply"
-                .into(),
-        ))
+        self.check_revoked()?;
+        let p = params.get()?;
+        let grant = self
+            .cp
+            .attach_region(
+                &self.installed,
+                p.get_ring_entries(),
+                p.get_small_slots(),
+                p.get_frames(),
+            )
+            .map_err(failed)?;
+        let mut r = results.get();
+        r.set_token(&grant.token);
+        r.set_side_path(grant.side_path.to_string_lossy().as_ref());
+        let mut l = r.init_limits();
+        l.set_max_ring_entries(grant.limits.max_ring_entries);
+        l.set_max_small_slots(grant.limits.max_small_slots);
+        l.set_max_frames(grant.limits.max_frames);
+        l.set_frame_size(grant.frame_size);
+        l.set_small_slot_size(grant.small_slot_size);
+        Ok(())
     }
 }

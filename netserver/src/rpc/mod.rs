@@ -118,6 +118,15 @@ pub(crate) fn fill_filter_stats(mut b: schema::filter_stats::Builder<'_>, f: &Fi
     b.set_overflow(s.overflow);
     b.set_dropped(s.dropped());
     b.set_refused(s.refused);
+    b.set_shared(f.transport() == crate::filter::Transport::Shared);
+    b.set_revoked(f.revoked().unwrap_or(""));
+    let violations = f.violations();
+    let mut list = b.reborrow().init_violations(violations.len() as u32);
+    for (i, (kind, count)) in violations.into_iter().enumerate() {
+        let mut d = list.reborrow().get(i as u32);
+        d.set_reason(kind);
+        d.set_count(count);
+    }
     let n = s.drops_by_reason().count() as u32;
     fill_drops(b.init_drops(n), &s);
 }
@@ -152,7 +161,7 @@ pub(crate) fn fill_info(mut b: schema::server_info::Builder<'_>, cp: &ControlPla
     b.set_queue_limit(c.queue_limit);
     b.set_default_frames(c.default_frames);
     b.set_default_small_slots(c.default_small_slots);
-    b.set_shared_mode(false);
+    b.set_shared_mode(cp.shared_mode());
 }
 
 /// Keeps `CapRc` in scope for the submodules' method signatures.
