@@ -183,6 +183,8 @@ pub struct Generator {
     frames: Vec<Box<[u8]>>,
     /// How many leading bytes `recv_placed` shows for classification.
     peek_len: usize,
+    /// `recv_placed` keeps a frame nobody wrote out and offers it again.
+    lossless: bool,
     next: usize,
     counters: GenCounters,
 }
@@ -211,6 +213,7 @@ impl Generator {
             name,
             frames,
             peek_len: 128,
+            lossless: false,
             next: 0,
             counters: GenCounters::default(),
         }
@@ -219,6 +222,16 @@ impl Generator {
     /// Sets how many leading bytes `recv_placed` shows (the small threshold).
     pub fn with_peek_len(mut self, peek_len: usize) -> Generator {
         self.peek_len = peek_len.max(UDP_HEADERS);
+        self
+    }
+
+    /// Makes `recv_placed` a wire that loses nothing: a frame the placement
+    /// did not write out (its client had no room) stops the batch and is
+    /// offered again first next time, like a NIC holding it in its FIFO.
+    /// Measures delivery capacity without spending time on frames that
+    /// would be dropped.
+    pub fn lossless(mut self) -> Generator {
+        self.lossless = true;
         self
     }
 
@@ -241,10 +254,12 @@ impl Generator {
         i
     }
 
-    /// Peek then place: lends `max` frames, each with `data` = its first
-    /// `peek_len` bytes (the whole frame when shorter) and a [`Dma`] token
-    /// that writes it whole into the destination the placement chooses.
-    /// Returns `max`: the generator always has frames.
+    /// Peek then place: lends up to `max` frames, each with `data` = its
+    /// first `peek_len` bytes (the whole frame when shorter) and a [`Dma`]
+    /// token that writes it whole into the destination the placement
+    /// chooses. Returns how many frames were handed out: `max`, or in
+    /// [`lossless`](Self::lossless) mode fewer when a frame was not written
+    /// out (that frame is offered again next time and not counted).
     pub fn recv_placed(
         &mut self,
         max: usize,
@@ -252,9 +267,9 @@ impl Generator {
     ) -> usize {
         let ts_ns = now_ns();
         let written = Cell::new(false);
-        let mut dma_writes = 0;
+        let (mut n, mut dma_writes) = (0u64, 0u64);
         for _ in 0..max {
-            let i = self.advance();
+            let i = self.next;
             let bytes = &self.frames[i][..];
             let head = &bytes[..bytes.len().min(self.peek_len)];
             let frame = RxFrame {
@@ -270,13 +285,17 @@ impl Generator {
                     written: &written,
                 },
             );
+            if !written.get() && self.lossless {
+                break;
+            }
             dma_writes += u64::from(written.get());
+            n += 1;
+            self.advance();
         }
-        let max64 = max as u64;
-        self.counters.frames += max64;
+        self.counters.frames += n;
         self.counters.dma_writes += dma_writes;
-        self.counters.discarded += max64 - dma_writes;
-        max
+        self.counters.discarded += n - dma_writes;
+        n as usize
     }
 }
 
@@ -371,5 +390,26 @@ mod tests {
         assert_eq!(udp_dst_port(&dst), Some(5));
         let c = g.counters();
         assert_eq!((c.frames, c.dma_writes, c.discarded), (2, 1, 1));
+    }
+
+    #[test]
+    fn lossless_recv_placed_offers_an_unwritten_frame_again() {
+        let mut g = Generator::udp(64, &[1, 2]).lossless();
+        let mut dst = [0u8; 128];
+        let mut seen = Vec::new();
+        let n = g.recv_placed(4, &mut |f, dma| {
+            let port = udp_dst_port(f.data).unwrap();
+            seen.push(port);
+            if port == 1 {
+                dma.write_into(&mut dst).unwrap();
+            }
+        });
+        assert_eq!((n, &seen[..]), (1, &[1, 2][..]));
+        let n = g.recv_placed(1, &mut |f, dma| {
+            seen.push(udp_dst_port(f.data).unwrap());
+            dma.write_into(&mut dst).unwrap();
+        });
+        assert_eq!((n, &seen[..]), (1, &[1, 2, 2][..]));
+        assert_eq!(g.counters().discarded, 0);
     }
 }

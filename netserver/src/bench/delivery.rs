@@ -47,6 +47,9 @@ use crate::stats::Counters;
 /// Frames the server handles between two looks at the clock and the rings.
 pub const BATCH: usize = 64;
 
+/// Empty polls of its rx ring after which a client sleeps on its eventfd.
+pub const IDLE_POLLS: u32 = 32;
+
 /// `netserver bench delivery` options.
 #[derive(Args, Debug, Clone)]
 pub struct DeliveryArgs {
@@ -77,8 +80,29 @@ pub struct DeliveryArgs {
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub small_threshold: u32,
     /// Entries in each client's rx and fill rings (power of two).
-    #[arg(long, default_value_t = 2048, value_name = "N")]
+    #[arg(long, default_value_t = 512, value_name = "N")]
     pub ring: u32,
+    /// Shared cases: the generator drops a frame whose client has no room
+    /// (like a NIC at line rate) instead of holding it until there is room.
+    #[arg(long)]
+    pub lossy: bool,
+    /// Shared cases: clients spin on their rx ring instead of sleeping on
+    /// the eventfd when it is empty.
+    #[arg(long)]
+    pub busy_poll: bool,
+}
+
+/// Options of the shared cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedOpts {
+    /// Frames of at most this many bytes go to small slots (0: none).
+    pub small_threshold: u32,
+    /// Entries in each client's rx and fill rings.
+    pub ring: u32,
+    /// See [`DeliveryArgs::lossy`].
+    pub lossy: bool,
+    /// See [`DeliveryArgs::busy_poll`].
+    pub busy_poll: bool,
 }
 
 impl Default for DeliveryArgs {
@@ -93,7 +117,9 @@ impl Default for DeliveryArgs {
                 .to_vec(),
             runs: 1,
             small_threshold: 128,
-            ring: 2048,
+            ring: 512,
+            lossy: false,
+            busy_poll: false,
         }
     }
 }
@@ -135,25 +161,27 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
                 printer.print(&row);
                 rows.push(row);
             };
+            let opts = SharedOpts {
+                small_threshold: args.small_threshold,
+                ring: args.ring,
+                lossy: args.lossy,
+                busy_poll: args.busy_poll,
+            };
             for _ in 0..args.runs {
                 if want("shared") {
-                    emit(shared(
-                        "shared",
-                        frame_bytes,
-                        clients,
-                        measure,
-                        args.small_threshold,
-                        args.ring,
-                    )?);
+                    emit(shared("shared", frame_bytes, clients, measure, opts)?);
                 }
                 if want("shared-frames") {
+                    let opts = SharedOpts {
+                        small_threshold: 0,
+                        ..opts
+                    };
                     emit(shared(
                         "shared-frames",
                         frame_bytes,
                         clients,
                         measure,
-                        0,
-                        args.ring,
+                        opts,
                     )?);
                 }
                 if want("emulated") {
@@ -194,9 +222,14 @@ pub fn shared(
     frame_bytes: usize,
     clients: usize,
     measure: Duration,
-    small_threshold: u32,
-    ring: u32,
+    opts: SharedOpts,
 ) -> Result<Row, BenchError> {
+    let SharedOpts {
+        small_threshold,
+        ring,
+        lossy,
+        busy_poll,
+    } = opts;
     let (classifier, _) = filter_set(clients)?;
     let geometry = Geometry {
         rx_entries: ring,
@@ -237,6 +270,9 @@ pub fn shared(
     let server_tally = Arc::new(ServerTally::default());
     let ports: Vec<u16> = (0..clients).map(client_port).collect();
     let mut gen = Generator::udp(frame_bytes, &ports).with_peek_len(128);
+    if !lossy {
+        gen = gen.lossless();
+    }
 
     let server = {
         let (stop, server_tally) = (stop.clone(), server_tally.clone());
@@ -245,6 +281,7 @@ pub fn shared(
             .spawn(move || {
                 let mut regions = servers;
                 let n = regions.len() as u64;
+                let mut touched = vec![false; regions.len()];
                 let mut dropped = 0u64;
                 let mut batches = 0u32;
                 while !stop.load(Ordering::Relaxed) {
@@ -253,36 +290,38 @@ pub fn shared(
                             let _ = r.refill();
                         }
                     }
-                    gen.recv_placed(BATCH, &mut |f, dma| {
+                    let placed = gen.recv_placed(BATCH, &mut |f, dma| {
                         let tag = classifier.classify(f.data, f.wire_len);
                         // Tags are 1..=clients here; the data path maps them
                         // with its table.
-                        let Some(r) = tag
-                            .checked_sub(1)
-                            .filter(|&i| i < n)
-                            .and_then(|i| regions.get_mut(i as usize))
-                        else {
+                        let Some(i) = tag.checked_sub(1).filter(|&i| i < n) else {
                             dropped += 1;
                             return;
                         };
+                        let i = i as usize;
+                        touched[i] = true;
+                        let r = &mut regions[i];
                         let meta = RxMeta {
                             tag,
                             timestamp_ns: f.ts_ns,
                             wire_len: f.wire_len,
                             flags: RX_ZERO_COPY,
                         };
+                        // No room: the lossless generator keeps the frame, the
+                        // lossy one drops it.
+                        let no_room = u64::from(lossy);
                         if f.wire_len <= small_threshold {
                             if dma.write_small(r, &meta).is_err() {
-                                dropped += 1;
+                                dropped += no_room;
                             }
                             return;
                         }
                         if !matches!(r.rx_free(), Ok(1..)) {
-                            dropped += 1;
+                            dropped += no_room;
                             return;
                         }
                         let Ok(frame) = r.take_frame() else {
-                            dropped += 1;
+                            dropped += no_room;
                             return;
                         };
                         match dma.write_frame(r, &frame) {
@@ -297,8 +336,14 @@ pub fn shared(
                             }
                         }
                     });
-                    for r in regions.iter_mut() {
-                        let _ = r.publish();
+                    for (r, t) in regions.iter_mut().zip(touched.iter_mut()) {
+                        if std::mem::take(t) {
+                            let _ = r.publish();
+                        }
+                    }
+                    if placed < BATCH {
+                        // A client has no room: let the clients run.
+                        std::thread::yield_now();
                     }
                     batches += 1;
                     if batches.is_multiple_of(64) {
@@ -319,6 +364,7 @@ pub fn shared(
             .name(format!("bench-client-{i}"))
             .spawn(move || -> Result<(), exchange::ClientError> {
                 let mut got: Vec<(Frame, usize, usize)> = Vec::with_capacity(ring as usize);
+                let mut idle = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     let (mut packets, mut bytes, mut copies, mut wrong) = (0u64, 0u64, 0u64, 0u64);
                     let n = client.recv_batch(ring as usize, |p| match p {
@@ -345,8 +391,20 @@ pub fn shared(
                         client.fill(&mut spare)?;
                     }
                     tally.add(packets, bytes, copies, wrong);
+                    // Idle: poll a little (yielding the core) before
+                    // sleeping on the eventfd, as NAPI does: a sleep and a
+                    // wake-up cost the server an eventfd write and both sides
+                    // two context switches.
                     if n == 0 {
-                        client.wait_rx(Some(Duration::from_millis(5)))?;
+                        idle += 1;
+                        if busy_poll || idle < IDLE_POLLS {
+                            std::thread::yield_now();
+                        } else {
+                            client.wait_rx(Some(Duration::from_millis(5)))?;
+                            idle = 0;
+                        }
+                    } else {
+                        idle = 0;
                     }
                 }
                 Ok(())
@@ -383,8 +441,15 @@ pub fn shared(
         copies as f64 / packets.max(1) as f64,
     );
     row.note = format!(
-        "server: {} frames, {} written once into client memory",
-        counters.frames, counters.dma_writes
+        "{} generator; server: {} frames, {} written once into client memory; clients {}",
+        if lossy { "lossy" } else { "lossless" },
+        counters.frames,
+        counters.dma_writes,
+        if busy_poll {
+            "busy-poll".to_string()
+        } else {
+            format!("sleep on eventfd after {IDLE_POLLS} empty polls")
+        },
     );
     Ok(row)
 }
@@ -511,16 +576,30 @@ mod tests {
 
     #[test]
     fn shared_case_runs_and_copies_only_small_slots() {
-        let row = shared("shared", 1500, 2, Duration::from_millis(50), 128, 256).unwrap();
+        let opts = SharedOpts {
+            small_threshold: 128,
+            ring: 256,
+            lossy: false,
+            busy_poll: false,
+        };
+        let ms50 = Duration::from_millis(50);
+        let row = shared("shared", 1500, 2, ms50, opts).unwrap();
         assert!(row.packets > 0, "{row:?}");
         assert_eq!(row.payload_copies, 0.0);
-        let row = shared("shared", 64, 1, Duration::from_millis(50), 128, 256).unwrap();
+        let row = shared("shared", 64, 1, ms50, opts).unwrap();
         assert!(row.packets > 0, "{row:?}");
         assert_eq!(
             row.payload_copies, 1.0,
             "the client library copies the small slot"
         );
-        let row = shared("shared-frames", 64, 1, Duration::from_millis(50), 0, 256).unwrap();
+        let frames_only = SharedOpts {
+            small_threshold: 0,
+            lossy: true,
+            busy_poll: true,
+            ..opts
+        };
+        let row = shared("shared-frames", 64, 1, ms50, frames_only).unwrap();
+        assert!(row.packets > 0, "{row:?}");
         assert_eq!(row.payload_copies, 0.0);
     }
 
