@@ -28,6 +28,7 @@
 
 pub mod attach;
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod datapath;

@@ -19,11 +19,14 @@
 //!   than by claim.
 
 use std::cell::Cell;
+use std::io;
 use std::time::Duration;
 
 use exchange::{PlaceError, RxMeta, ServerFrame, ServerRegion};
 
+use super::af_packet::FrameBody;
 use super::{now_ns, Backend, RxFrame};
+use crate::sys::af_packet::RecvLen;
 
 /// Ethernet + IPv4 + UDP header bytes.
 pub const UDP_HEADERS: usize = 14 + 20 + 8;
@@ -299,9 +302,88 @@ impl Generator {
     }
 }
 
+/// The data path's view of a frame's body ([`Backend::recv_placed`]): the
+/// same one write as [`Dma`], through the data path's interface.
+struct Body<'a> {
+    bytes: &'a [u8],
+    written: &'a Cell<bool>,
+}
+
+impl Body<'_> {
+    fn take(&self) -> io::Result<()> {
+        if self.written.replace(true) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the generated frame was already written out once",
+            ));
+        }
+        Ok(())
+    }
+
+    fn len(&self, copied: usize) -> RecvLen {
+        RecvLen {
+            copied,
+            frame_len: self.bytes.len(),
+        }
+    }
+}
+
+impl FrameBody for Body<'_> {
+    fn frame_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn read_into(&self, dst: &mut [u8]) -> io::Result<RecvLen> {
+        self.take()?;
+        let n = self.bytes.len().min(dst.len());
+        dst[..n].copy_from_slice(&self.bytes[..n]);
+        Ok(self.len(n))
+    }
+
+    fn read_into_frame(&self, frame: &exchange::server::RawFrame) -> io::Result<RecvLen> {
+        self.take()?;
+        Ok(self.len(crate::sys::dma::write_frame(frame, self.bytes)))
+    }
+}
+
 impl Backend for Generator {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Peek then place for the data path: frames longer than `peek_len`
+    /// come with their head and a [`FrameBody`] that writes them once into
+    /// the client's frame; shorter ones are complete in `data` (the wire
+    /// bytes). Not lossless: the data path decides what it drops.
+    fn recv_placed(
+        &mut self,
+        max: usize,
+        _timeout: Duration,
+        deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
+    ) -> Option<usize> {
+        let ts_ns = now_ns();
+        let written = Cell::new(false);
+        let mut dma_writes = 0u64;
+        for _ in 0..max {
+            let i = self.advance();
+            let bytes = &self.frames[i][..];
+            let complete = bytes.len() <= self.peek_len;
+            let frame = RxFrame {
+                data: &bytes[..bytes.len().min(self.peek_len)],
+                wire_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                ts_ns,
+            };
+            written.set(false);
+            let body = Body {
+                bytes,
+                written: &written,
+            };
+            deliver(&frame, (!complete).then_some(&body as &dyn FrameBody));
+            dma_writes += u64::from(written.get());
+        }
+        self.counters.frames += max as u64;
+        self.counters.dma_writes += dma_writes;
+        Some(max)
     }
 
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {

@@ -24,6 +24,7 @@
 
 pub mod af_packet;
 pub mod emulated;
+pub mod generator;
 pub mod pcap;
 pub mod tap;
 

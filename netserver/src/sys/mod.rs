@@ -8,6 +8,7 @@
 //! | [`uring`] | an `io_uring` driving a packet socket: peek, receive-into, batched receive, send |
 //! | [`tun`] | a TAP device from `/dev/net/tun` |
 //! | [`netns`] | moving the calling thread into a named network namespace |
+//! | [`dma`] | the generator backend's one write of a frame into a client's region frame (a NIC's DMA) |
 //! | [`mmsg`] | batched UDP receive and send (`recvmmsg`/`sendmmsg`), the kernel baseline of `bench delivery` |
 //! | [`mem`] | anonymous page-aligned mappings the kernel may write into |
 //!
@@ -25,6 +26,7 @@
 #![allow(unsafe_code)]
 
 pub mod af_packet;
+pub mod dma;
 pub mod mem;
 pub mod mmsg;
 pub mod netif;
