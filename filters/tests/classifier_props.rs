@@ -276,6 +276,64 @@ proptest! {
         }
     }
 
+    /// Filters that test one field and then one more (`host A and port P`
+    /// shapes): wide hash nodes whose children are bare one-value tests,
+    /// looked up two levels at once — until a deviant filter (one that ends
+    /// at the first level, or goes on differently) is installed or removed.
+    /// Filters on other fields compete at other depths, so a wrong depth
+    /// through the shortcut would pick the wrong winner.
+    #[test]
+    fn two_level_tables_classify_like_naive(
+        filters in prop::collection::vec((0u32..3, 0u32..3, 0u8..12), 1..60),
+        frames in prop::collection::vec(
+            (0u8..70, prop::collection::vec(0u8..3, 0..4), 0u32..8), 1..32),
+        removals in prop::collection::vec(0usize..60, 0..10),
+    ) {
+        let byte = |offset, value| Atom::Eq {
+            field: Field::at(offset, Width::Byte),
+            mask: 0xff,
+            value,
+        };
+        let mut set = FilterSet::with_seed(Limits::default(), 11);
+        let mut naive = Naive::default();
+        for (index, (inner, other, shape)) in filters.iter().enumerate() {
+            // Mostly distinct first values, so the shortcut applies.
+            let outer = index as u32;
+            let alternative = match shape {
+                0..=5 => vec![byte(0, outer), byte(1, *inner)],
+                6 => vec![byte(0, *inner)],
+                7 => vec![byte(0, outer), byte(1, *inner), byte(2, *other)],
+                8 => vec![byte(0, *inner), byte(2, *other)],
+                9 => vec![byte(3, *inner)],
+                10 => vec![byte(3, *inner), byte(2, *other)],
+                _ => vec![byte(3, *inner), byte(2, *other), byte(1, *inner)],
+            };
+            let program = Program::new(vec![alternative]);
+            let tag = index as Tag + 1;
+            set.insert(tag, program.clone()).unwrap();
+            naive.insert(tag, program);
+        }
+        let check = |set: &FilterSet, naive: &Naive| -> Result<(), TestCaseError> {
+            let classifier = set.classifier();
+            for (first, rest, wire_len) in &frames {
+                let mut frame = vec![*first];
+                frame.extend_from_slice(rest);
+                prop_assert_eq!(
+                    classifier.classify(&frame, *wire_len),
+                    naive.classify(&frame, *wire_len),
+                    "frame {:?}", frame
+                );
+            }
+            Ok(())
+        };
+        check(&set, &naive)?;
+        for index in removals {
+            let tag = index as Tag + 1;
+            prop_assert_eq!(set.remove(tag).is_some(), naive.remove(tag));
+            check(&set, &naive)?;
+        }
+    }
+
     #[test]
     fn identical_finds_exactly_the_same_alternative_sets(
         programs in prop::collection::vec(program(), 1..8),

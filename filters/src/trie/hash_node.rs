@@ -5,100 +5,117 @@
 //! many filters hang below it: this is what keeps classification cost flat
 //! as filters are added.
 //!
-//! The table is immutable. A change produces a new table that shares every
-//! child it did not touch (`Arc` clones), so a new trie version costs a copy
-//! of the touched tables only; replacing the child of a value present keeps
-//! the probe table itself shared.
+//! Layout: the links to the children, dense, each labelled with its value;
+//! up to [`LINEAR_MAX`] of them are scanned in order (which beats hashing
+//! for the one- or two-value nodes near the root), more get a
+//! [`ProbeTable`] from value to link.
 //!
-//! Tables of up to [`LINEAR_MAX`] values are scanned in order, which beats
-//! hashing for the one- or two-value nodes near the root. Larger tables use
-//! open addressing with linear probing, at most two-thirds full, and a
-//! multiply-shift hash whose odd multiplier comes from the filter set's random
-//! seed: clients choose the values (ports, addresses), so a fixed hash would
-//! let one client install values that all collide and slow every packet down.
-//! A table whose longest probe run still exceeds [`PROBE_LIMIT`] is rebuilt
-//! with another multiplier (then with more room), and every lookup is bounded
-//! by the table's recorded longest run.
+//! **Pairs.** When every child of a wide hash node only tests one more field
+//! — the same field for all, one value each, nothing ending at the child —
+//! as below the address table of `ip dst host A and udp dst port P` filters,
+//! the node also keeps a table keyed by both values at once, straight to
+//! the grandchildren: one probe instead of a probe, a visit of the child and
+//! a comparison. This is derived data, rebuilt with the node, so the trie's
+//! structure (and everything the builder does) is unchanged.
+//!
+//! The node is immutable. A change produces a new node that shares every
+//! child it did not touch (`Arc` clones), so a new trie version costs a copy
+//! of the touched nodes only; replacing the child of a value present keeps
+//! the probe table shared.
 
 use std::sync::Arc;
 
 use super::node::{Link, Node};
 use super::path::SwitchKey;
+use super::probe_table::ProbeTable;
 
-/// Largest table that is scanned linearly instead of hashed.
+/// Largest node whose values are scanned linearly instead of hashed.
 pub const LINEAR_MAX: usize = 4;
 
-/// Longest probe run a hashed table accepts before it is rebuilt.
-pub const PROBE_LIMIT: u32 = 24;
-
-/// Multipliers tried per table size before the table grows.
-const ATTEMPTS_PER_SIZE: u64 = 4;
-
-/// Table sizes tried (doublings) before accepting a long probe run.
-const MAX_GROWTHS: u32 = 3;
-
-/// One slot of the probe table: a value and where its link is in `links`.
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    label: u32,
-    /// Index into `links`, or [`EMPTY`].
-    index: u32,
-}
-
-/// Marks an empty probe slot.
-const EMPTY: u32 = u32::MAX;
-
-impl Probe {
-    const VACANT: Probe = Probe {
-        label: 0,
-        index: EMPTY,
-    };
-}
-
 /// A hash node: `(key.field & key.mask) == value` for every value in it.
-///
-/// Two arrays: the links, dense (each labelled with its value), and for
-/// more than [`LINEAR_MAX`] values an open-addressing probe table of
-/// (value, index) pairs. The probe table is 8 bytes a slot, so a lookup that
-/// finds nothing (most traffic, at a port table) reads one line of a small
-/// array, and one that finds its value reads one more line of the links.
 #[derive(Debug, Clone)]
 pub struct HashNode {
     key: SwitchKey,
     /// Every link, labelled with its value. Shared between versions of the
     /// trie until one of them changes this node.
     links: Arc<[Link]>,
-    /// Power-of-two probe table, empty for the linear layout. Shared between
-    /// versions until the set of values changes.
-    probes: Arc<[Probe]>,
-    /// Odd hash multiplier, or 0 for the linear layout.
-    multiplier: u64,
-    /// `64 - log2(probes.len())`: multiply-shift keeps the top bits.
-    shift: u32,
-    /// Longest probe run in the table; lookups stop after it.
-    max_probe: u32,
+    /// Value → index into `links`; `None` for the linear layout.
+    table: Option<ProbeTable<u32>>,
+    /// The two-level shortcut, when every child is a bare one-value test.
+    pairs: Option<Pairs>,
     /// 1 + the longest path from any child down to an accept.
     reach: u32,
+}
+
+/// `(value here, value of the child's field)` → grandchild.
+#[derive(Debug, Clone)]
+pub struct Pairs {
+    /// The field every child tests.
+    inner: SwitchKey,
+    /// Links to the grandchildren.
+    links: Arc<[Link]>,
+    /// `value << 32 | inner value` → index into `links`.
+    table: ProbeTable<u64>,
+}
+
+impl Pairs {
+    /// Builds the shortcut if every link leads to a bare chain on one key.
+    fn of(links: &[Link], seed: u64) -> Option<Pairs> {
+        let (inner, _) = links.first()?.node().bare_chain()?;
+        let mut keys = Vec::with_capacity(links.len());
+        let mut grandchildren = Vec::with_capacity(links.len());
+        for link in links {
+            let (key, next) = link.node().bare_chain()?;
+            if key != inner {
+                return None;
+            }
+            keys.push(pair(link.label(), next.label()));
+            grandchildren.push(next.clone());
+        }
+        Some(Pairs {
+            inner,
+            links: grandchildren.into(),
+            table: ProbeTable::new(&keys, seed),
+        })
+    }
+
+    /// The field every child tests.
+    #[inline]
+    pub fn inner(&self) -> SwitchKey {
+        self.inner
+    }
+
+    /// The grandchild for the outer and inner values.
+    #[inline]
+    pub fn link(&self, outer: u32, inner: u32) -> Option<&Link> {
+        self.table
+            .get(pair(outer, inner))
+            .and_then(|at| self.links.get(at))
+    }
+}
+
+#[inline]
+fn pair(outer: u32, inner: u32) -> u64 {
+    u64::from(outer) << 32 | u64::from(inner)
 }
 
 impl HashNode {
     /// A hash node from links labelled with their values; the values must be
     /// distinct and `links` non-empty.
     pub fn new(key: SwitchKey, links: Vec<Link>, seed: u64) -> HashNode {
-        let reach = 1 + links.iter().map(Link::reach).max().unwrap_or(0);
-        let mut node = HashNode {
+        let wide = links.len() > LINEAR_MAX;
+        let table = wide.then(|| {
+            let values: Vec<u32> = links.iter().map(Link::label).collect();
+            ProbeTable::new(&values, seed)
+        });
+        let pairs = if wide { Pairs::of(&links, seed) } else { None };
+        HashNode {
             key,
+            reach: reach_of(&links),
             links: links.into(),
-            probes: Arc::new([]),
-            multiplier: 0,
-            shift: 0,
-            max_probe: 0,
-            reach,
-        };
-        if node.links.len() > LINEAR_MAX {
-            node.fill_probes(seed);
+            table,
+            pairs,
         }
-        node
     }
 
     pub fn key(&self) -> SwitchKey {
@@ -117,6 +134,12 @@ impl HashNode {
 
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
+    }
+
+    /// The two-level shortcut, if every child is a bare one-value test.
+    #[inline]
+    pub fn pairs(&self) -> Option<&Pairs> {
+        self.pairs.as_ref()
     }
 
     /// The link for a masked field value: the per-packet lookup.
@@ -139,7 +162,7 @@ impl HashNode {
     pub fn with_child(&self, value: u32, child: Arc<Node>, seed: u64) -> HashNode {
         let link = Link::new(child, value);
         if let Some(at) = self.position(value) {
-            return self.with_replaced(at, link);
+            return self.with_replaced(at, link, seed);
         }
         let mut links = self.links.to_vec();
         links.push(link);
@@ -160,111 +183,56 @@ impl HashNode {
     /// Where the link for `value` is in `links`.
     #[inline]
     fn position(&self, value: u32) -> Option<usize> {
-        if self.multiplier == 0 {
-            return self.links.iter().position(|link| link.label() == value);
+        match &self.table {
+            Some(table) => table.get(value),
+            None => self.links.iter().position(|link| link.label() == value),
         }
-        let mask = self.probes.len() - 1;
-        let mut at = self.home(value);
-        for _ in 0..=self.max_probe {
-            let probe = self.probes[at];
-            if probe.index == EMPTY {
-                return None;
-            }
-            if probe.label == value {
-                return Some(probe.index as usize);
-            }
-            at = (at + 1) & mask;
-        }
-        None
     }
 
-    /// Replaces the link at `at` in a copy of the links; the probe table
+    /// Replaces the link at `at` in a copy of the links; the value table
     /// stays shared.
-    fn with_replaced(&self, at: usize, link: Link) -> HashNode {
+    fn with_replaced(&self, at: usize, link: Link, seed: u64) -> HashNode {
         let mut links = self.links.to_vec();
         links[at] = link;
-        let mut next = self.clone();
-        next.reach = 1 + links.iter().map(Link::reach).max().unwrap_or(0);
-        next.links = links.into();
-        next
-    }
-
-    #[inline]
-    fn home(&self, value: u32) -> usize {
-        (u64::from(value).wrapping_mul(self.multiplier) >> self.shift) as usize
-    }
-
-    /// Builds the probe table, trying multipliers and sizes until the
-    /// longest probe run is at most [`PROBE_LIMIT`].
-    fn fill_probes(&mut self, seed: u64) {
-        // At most two-thirds full.
-        let mut bits = (self.links.len() * 3 / 2 + 1)
-            .next_power_of_two()
-            .trailing_zeros()
-            .max(3);
-        let mut attempt = 0u64;
-        for growth in 0..=MAX_GROWTHS {
-            for _ in 0..ATTEMPTS_PER_SIZE {
-                attempt += 1;
-                self.lay_out(bits, multiplier(seed, attempt));
-                if self.max_probe <= PROBE_LIMIT {
-                    return;
-                }
-            }
-            if growth < MAX_GROWTHS {
-                bits += 1;
-            }
+        let pairs = if self.table.is_some() {
+            Pairs::of(&links, seed)
+        } else {
+            None
+        };
+        HashNode {
+            key: self.key,
+            reach: reach_of(&links),
+            links: links.into(),
+            table: self.table.clone(),
+            pairs,
         }
-        // Every attempt had a long run: keep the last layout. Lookups stay
-        // correct and bounded by `max_probe`, only slower.
-    }
-
-    fn lay_out(&mut self, bits: u32, multiplier: u64) {
-        self.multiplier = multiplier;
-        self.shift = 64 - bits;
-        self.max_probe = 0;
-        let mut probes = vec![Probe::VACANT; 1usize << bits];
-        let mask = probes.len() - 1;
-        for (index, link) in self.links.iter().enumerate() {
-            let mut at = self.home(link.label());
-            let mut probe = 0;
-            while probes[at].index != EMPTY {
-                at = (at + 1) & mask;
-                probe += 1;
-            }
-            // `u32::MAX` links would take 128 GiB, so the index fits.
-            probes[at] = Probe {
-                label: link.label(),
-                index: index as u32,
-            };
-            self.max_probe = self.max_probe.max(probe);
-        }
-        self.probes = probes.into();
     }
 }
 
-/// An odd multiplier for attempt `attempt` under `seed` (splitmix64).
-fn multiplier(seed: u64, attempt: u64) -> u64 {
-    let mut z = seed.wrapping_add(attempt.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) | 1
+fn reach_of(links: &[Link]) -> u32 {
+    1 + links.iter().map(Link::reach).max().unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::atom::{Field, Width};
+    use crate::trie::node::Accept;
 
-    fn key() -> SwitchKey {
+    fn key(offset: u32) -> SwitchKey {
         SwitchKey {
-            field: Field::at(0, Width::Half),
+            field: Field::at(offset, Width::Half),
             mask: 0xffff,
         }
     }
 
     fn leaf() -> Arc<Node> {
-        Arc::new(Node::default())
+        let accept = Accept { seq: 1, tag: 1 };
+        Arc::new(Node::from_parts(
+            [accept].into(),
+            Box::default(),
+            Box::default(),
+        ))
     }
 
     fn links(entries: impl Iterator<Item = (u32, Arc<Node>)>) -> Vec<Link> {
@@ -273,20 +241,28 @@ mod tests {
             .collect()
     }
 
+    /// A node that only tests `key(9) == value` before `leaf`.
+    fn bare_chain(value: u32) -> Arc<Node> {
+        let switch = HashNode::new(key(9), links([(value, leaf())].into_iter()), 0);
+        Arc::new(Node::from_parts(
+            Box::default(),
+            [switch].into(),
+            Box::default(),
+        ))
+    }
+
     #[test]
-    fn small_tables_are_linear_and_large_ones_hashed() {
-        let small = HashNode::new(key(), links((0..4).map(|v| (v, leaf()))), 1);
-        assert_eq!(small.multiplier, 0);
-        let large = HashNode::new(key(), links((0..100).map(|v| (v, leaf()))), 1);
-        assert_ne!(large.multiplier, 0);
-        assert!(large.probes.len().is_power_of_two());
-        assert!(large.probes.len() * 2 >= large.len() * 3);
+    fn small_nodes_are_linear_and_wide_ones_hashed() {
+        let small = HashNode::new(key(0), links((0..4).map(|v| (v, leaf()))), 1);
+        assert!(small.table.is_none());
+        let large = HashNode::new(key(0), links((0..100).map(|v| (v, leaf()))), 1);
+        assert!(large.table.is_some());
     }
 
     #[test]
     fn lookups_find_every_value_and_nothing_else() {
         for size in [1u32, 4, 5, 100, 5000] {
-            let node = HashNode::new(key(), links((0..size).map(|v| (v * 7, leaf()))), 42);
+            let node = HashNode::new(key(0), links((0..size).map(|v| (v * 7, leaf()))), 42);
             for v in 0..size * 7 + 10 {
                 assert_eq!(
                     node.child(v).is_some(),
@@ -301,7 +277,7 @@ mod tests {
     #[test]
     fn adding_and_removing_values_keeps_other_children_shared() {
         let children: Vec<_> = (0..10).map(|v| (v, leaf())).collect();
-        let node = HashNode::new(key(), links(children.clone().into_iter()), 3);
+        let node = HashNode::new(key(0), links(children.clone().into_iter()), 3);
         let grown = node.with_child(99, leaf(), 3);
         assert_eq!(grown.len(), 11);
         for (v, child) in &children {
@@ -311,14 +287,22 @@ mod tests {
         assert_eq!(shrunk.len(), 10);
         assert!(shrunk.child(3).is_none());
         assert!(shrunk.child(99).is_some());
-        let single = HashNode::new(key(), links([(1, leaf())].into_iter()), 3);
+        let single = HashNode::new(key(0), links([(1, leaf())].into_iter()), 3);
         assert!(single.without(1, 3).is_none());
     }
 
     #[test]
-    fn colliding_values_stay_within_the_probe_limit() {
-        // Values that a fixed multiplier of 1 would put in one run.
-        let node = HashNode::new(key(), links((0..2000u32).map(|v| (v << 20, leaf()))), 7);
-        assert!(node.max_probe <= PROBE_LIMIT, "{}", node.max_probe);
+    fn pairs_shortcut_wide_nodes_of_bare_chains_only() {
+        let chains = links((0..10).map(|v| (v, bare_chain(100 + v))));
+        let node = HashNode::new(key(0), chains.clone(), 5);
+        let pairs = node.pairs().expect("every child is a bare chain");
+        assert_eq!(pairs.inner(), key(9));
+        assert!(pairs.link(3, 103).is_some());
+        assert!(pairs.link(3, 104).is_none());
+        // A child that accepts, or tests something else, disables the shortcut.
+        let mixed = node.with_child(3, leaf(), 5);
+        assert!(mixed.pairs().is_none());
+        let narrow = HashNode::new(key(0), chains[..4].to_vec(), 5);
+        assert!(narrow.pairs().is_none());
     }
 }

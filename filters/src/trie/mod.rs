@@ -27,6 +27,7 @@ pub mod builder;
 pub mod hash_node;
 pub mod node;
 pub mod path;
+pub mod probe_table;
 
 use std::sync::Arc;
 

@@ -168,6 +168,13 @@ impl Node {
         }
     }
 
+    /// The field and link of this node's chain when the node does nothing
+    /// else: no accepts, no other branch. Walking it is one comparison.
+    pub fn bare_chain(&self) -> Option<(SwitchKey, &Link)> {
+        let chain = self.chain.as_ref()?;
+        self.accepts.is_empty().then_some((chain.key, &chain.link))
+    }
+
     /// Length of the longest path from here down to an accept.
     pub fn reach(&self) -> u32 {
         self.reach
@@ -209,7 +216,16 @@ impl Node {
             let Some(value) = switch.key().load(packet.frame) else {
                 continue;
             };
-            if let Some(link) = switch.link(value) {
+            if let Some(pairs) = switch.pairs() {
+                // Two levels at once: the child would only test `inner`.
+                let grandchild = pairs
+                    .inner()
+                    .load(packet.frame)
+                    .and_then(|inner| pairs.link(value, inner));
+                if let Some(link) = grandchild {
+                    link.follow(depth + 2, packet, best);
+                }
+            } else if let Some(link) = switch.link(value) {
                 link.follow(depth + 1, packet, best);
             }
         }
