@@ -106,8 +106,9 @@ interface Fetch {
   # and, with SCM_RIGHTS, its sealed memfd and two eventfds (see the exchange
   # crate's documentation for the layout). The token works once, for 30 s;
   # the side socket has the client socket's permissions, and the token is its
-  # only authority. The region's geometry must be exactly: rx, fill, tx and
-  # completion rings of `ringEntries` entries, `smallSlots` small slots of
+  # only authority. The region's geometry must be exactly: rx, tx and
+  # completion rings of `ringEntries` entries, a fill ring of
+  # max(ringEntries, frames rounded up to a power of two) entries, `smallSlots` small slots of
   # `limits.smallSlotSize` bytes, `frames` frames of `limits.frameSize`
   # bytes. The server answers on the side socket with one line, `ok` or
   # `error: WHY`. From then on the filter's packets arrive on the rx ring

@@ -121,6 +121,9 @@ pub struct InstallOptions {
     pub frames: u32,
     /// Number of small slots.
     pub small_slots: u32,
+    /// Shared mode: attach an exchange region right after installing
+    /// ([`Fetch::attach_shared`]); the install fails if that fails.
+    pub shared: bool,
 }
 
 impl InstallOptions {
@@ -139,6 +142,30 @@ impl InstallOptions {
     pub fn small_slots(mut self, slots: u32) -> Self {
         self.small_slots = slots;
         self
+    }
+    /// Shared mode (see [`InstallOptions::shared`](Self#structfield.shared)).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Ring entries of a shared-mode region: the queue limit (the rx ring is
+    /// the filter's queue in shared mode), rounded up to a power of two.
+    fn ring_entries(&self, info: &ServerInfo) -> u32 {
+        let limit = if self.queue_limit == 0 {
+            info.queue_limit
+        } else {
+            self.queue_limit
+        };
+        limit.clamp(1, 1 << 15).next_power_of_two()
+    }
+
+    async fn finish(&self, mut fetch: Fetch, info: &ServerInfo) -> Result<Fetch> {
+        fetch.set_ring_entries(self.ring_entries(info));
+        if self.shared {
+            fetch.attach_shared().await?;
+        }
+        Ok(fetch)
     }
 
     /// The geometry both sides will use: zeros replaced by the server's
@@ -256,7 +283,8 @@ impl Client {
         let cap = reply.get()?.get_fetch()?;
         let tag = tag.await?.get()?.get_tag();
         tracing::debug!(tag = format_args!("{tag:#018x}"), expression, "installed");
-        Ok(Fetch::new(self.conn.clone(), cap, tag, geometry))
+        let fetch = Fetch::new(self.conn.clone(), cap, tag, geometry);
+        options.finish(fetch, &self.info).await
     }
 
     /// Closes the connection; every filter installed through it is removed
@@ -447,7 +475,8 @@ impl Operator {
             expression,
             "installed (operator)"
         );
-        Ok(Fetch::new(self.conn.clone(), cap, tag, geometry))
+        let fetch = Fetch::new(self.conn.clone(), cap, tag, geometry);
+        options.finish(fetch, &self.info().await?).await
     }
 
     /// Closes the operator connection (filters installed through it go).

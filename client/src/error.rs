@@ -40,6 +40,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// Shared mode could not be set up here (no memfd, the side socket
+    /// unreachable, the region refused); emulated mode still works.
+    #[error("shared mode: {0}")]
+    Shared(String),
+
     /// The server sent something that breaks the protocol (a frame it did not
     /// hold, a slot the client did not name, …). A bug on the server side.
     #[error("protocol violation by the server: {0} (please report this as a netserver bug)")]

@@ -12,7 +12,23 @@ use netserver_schema::{fetch, fetched};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::frames::{Bytes, FrameCounts, FrameTable};
+use crate::shared::{Grant, SharedRegion, RING_ENTRIES};
 use crate::stats::FilterStats;
+
+/// Longest single sleep on the doorbell before the library checks that the
+/// capability still works (a revoked region is never rung again).
+const LIVENESS: Duration = Duration::from_secs(1);
+
+fn region_error(e: exchange::ClientError) -> Error {
+    Error::Protocol(e.to_string())
+}
+
+fn meta_rx(info: &exchange::RxInfo) -> Meta {
+    Meta {
+        wire_len: info.wire_len,
+        timestamp_ns: info.timestamp_ns,
+    }
+}
 
 /// The sizes a filter was installed with (zeros resolved against the
 /// server's defaults).
@@ -109,6 +125,8 @@ pub struct Fetch {
     lens: Vec<u32>,
     bytes: Bytes,
     next_slot: u32,
+    /// Entries of each ring of a shared-mode region.
+    ring_entries: u32,
 }
 
 impl std::fmt::Debug for Fetch {
@@ -141,7 +159,12 @@ impl Fetch {
                 (geometry.frame_size != 0).then_some(geometry.frame_size),
             ),
             next_slot: 0,
+            ring_entries: RING_ENTRIES,
         }
+    }
+
+    pub(crate) fn set_ring_entries(&mut self, n: u32) {
+        self.ring_entries = n;
     }
 
     /// The filter's 64-bit tag (epoch in the high 16 bits).
@@ -172,6 +195,68 @@ impl Fetch {
         &self.cap
     }
 
+    /// Shared mode: the region's header and ring words and its layout — for
+    /// tests of the server's defences, which scribble over them. Writing
+    /// them breaks this client's own exchange.
+    #[doc(hidden)]
+    pub fn region_words(&self) -> Option<(&[std::sync::atomic::AtomicU32], &exchange::Layout)> {
+        match &self.bytes {
+            Bytes::Shared(sr) => Some((sr.region.shared_words(), sr.region.layout())),
+            Bytes::Emulated { .. } => None,
+        }
+    }
+
+    /// Whether this filter receives through an exchange region (shared mode).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.bytes, Bytes::Shared(_))
+    }
+
+    /// Switches this filter to shared mode: creates a sealed `memfd` region
+    /// (this client pays for it: `frames` page frames of the server's frame
+    /// size, small slots, and four rings as long as the filter's queue limit
+    /// — in shared mode the rx ring is the filter's queue), asks the server for
+    /// a one-time token (`attachRegion`), passes the region on the server's
+    /// side socket and posts the frames the server holds on the fill ring.
+    /// Every call of this `Fetch` then works on the region. Fails with
+    /// [`Error::Shared`] when this host cannot (no memfd, the side socket
+    /// unreachable: the server is elsewhere) and [`Error::Refused`] /
+    /// [`Error::Unsupported`] when the server will not; emulated mode keeps
+    /// working in both cases.
+    pub async fn attach_shared(&mut self) -> Result<()> {
+        if self.is_shared() {
+            return Ok(());
+        }
+        let frames = self.geometry.frames;
+        let ring = self.ring_entries;
+        let small_slots = ring.max(self.geometry.small_slots).next_power_of_two();
+        let mut request = self.cap.attach_region_request();
+        request.get().set_ring_entries(ring);
+        request.get().set_small_slots(small_slots);
+        request.get().set_frames(frames);
+        let reply = request.send().promise.await?;
+        let r = reply.get()?;
+        let limits = r.get_limits()?;
+        let grant = Grant {
+            token: r.get_token()?.to_vec(),
+            side_path: r
+                .get_side_path()?
+                .to_string()
+                .map_err(|e| Error::Protocol(e.to_string()))?,
+            frame_size: limits.get_frame_size(),
+            small_slot_size: limits.get_small_slot_size(),
+            ring_entries: ring,
+            small_slots,
+            frames,
+        };
+        let region = SharedRegion::attach(grant, &self.table.server_frames()).await?;
+        tracing::debug!(
+            tag = format_args!("{:#018x}", self.tag),
+            "exchange region attached"
+        );
+        self.bytes = Bytes::Shared(Box::new(region));
+        Ok(())
+    }
+
     /// Frantz's fetch: takes the next frame, if any. A small frame is copied
     /// into `small` (which must hold at least the server's small threshold);
     /// a large one arrives in a server frame that becomes the client's,
@@ -185,6 +270,34 @@ impl Fetch {
             )));
         }
         self.table.check_offer(page)?;
+        if let Bytes::Shared(sr) = &mut self.bytes {
+            // No system call: the rx ring is read in shared memory.
+            return match sr.region.recv(small).map_err(region_error)? {
+                None => Ok(Fetched::Empty),
+                Some(exchange::Received::Small { len, info }) => Ok(Fetched::Small {
+                    len: len.min(small.len()),
+                    meta: meta_rx(&info),
+                }),
+                Some(exchange::Received::Large {
+                    frame,
+                    offset,
+                    len,
+                    info,
+                }) => {
+                    let index = frame.index();
+                    self.table.exchange(page, index)?;
+                    sr.give(page)?;
+                    sr.tokens[index as usize] = Some(frame);
+                    sr.offsets[index as usize] = offset;
+                    self.lens[index as usize] = len as u32;
+                    Ok(Fetched::Large {
+                        frame: index,
+                        len,
+                        meta: meta_rx(&info),
+                    })
+                }
+            };
+        }
         let slot = self.next_slot;
         let mut request = self.cap.fetch_request();
         request.get().set_small_slot(slot);
@@ -216,6 +329,112 @@ impl Fetch {
         }
     }
 
+    /// [`fetch`](Self::fetch), waiting up to `timeout` (`None`: forever) for
+    /// a packet: in shared mode asleep on the region's eventfd (the server
+    /// rings it only when this client asked), in emulated mode polling every
+    /// few milliseconds. `Fetched::Empty` when the time is up.
+    pub async fn fetch_wait(
+        &mut self,
+        small: &mut [u8],
+        page: u32,
+        timeout: Option<Duration>,
+    ) -> Result<Fetched> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let got = self.fetch(small, page).await?;
+            if got != Fetched::Empty {
+                return Ok(got);
+            }
+            let left = match deadline {
+                None => LIVENESS,
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+            };
+            if left.is_zero() {
+                return Ok(Fetched::Empty);
+            }
+            self.idle(left).await?;
+        }
+    }
+
+    /// Waits up to `max` for packets without fetching: on the region's
+    /// eventfd in shared mode (checking the capability still works when it
+    /// wakes with nothing, so a revocation is reported), a plain sleep in
+    /// emulated mode.
+    pub async fn idle(&mut self, max: Duration) -> Result<()> {
+        match &mut self.bytes {
+            Bytes::Shared(sr) => {
+                if !sr.wait(max.min(LIVENESS)).await? {
+                    self.cap.tag_request().send().promise.await?;
+                }
+                Ok(())
+            }
+            Bytes::Emulated { .. } => {
+                tokio::time::sleep(max.min(Duration::from_millis(5))).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Lends the next packet's bytes to `f` in place — in shared mode
+    /// straight out of the small slot copy or the client's frame, with no
+    /// copy — then gives the frame back to the server. Waits up to `timeout`
+    /// (`None`: forever); `Ok(None)` when nothing came. In emulated mode the
+    /// bytes are the ones the RPC reply carried.
+    pub async fn with_next<R>(
+        &mut self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8], Meta, Delivery) -> R,
+    ) -> Result<Option<R>> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            match &mut self.bytes {
+                Bytes::Shared(sr) => {
+                    let sr = &mut **sr;
+                    match sr.region.recv(&mut sr.scratch).map_err(region_error)? {
+                        Some(exchange::Received::Small { len, info }) => {
+                            let n = len.min(sr.scratch.len());
+                            return Ok(Some(f(&sr.scratch[..n], meta_rx(&info), Delivery::Small)));
+                        }
+                        Some(exchange::Received::Large {
+                            frame,
+                            offset,
+                            len,
+                            info,
+                        }) => {
+                            let bytes = sr.region.frame(&frame);
+                            let end = (offset + len).min(bytes.len());
+                            let r = f(
+                                &bytes[offset.min(end)..end],
+                                meta_rx(&info),
+                                Delivery::Large,
+                            );
+                            sr.give_token(frame)?;
+                            return Ok(Some(r));
+                        }
+                        None => {}
+                    }
+                }
+                Bytes::Emulated { .. } => {
+                    if let Some(p) = self.fetch_batch(1).await?.pop() {
+                        let meta = Meta {
+                            wire_len: p.wire_len,
+                            timestamp_ns: p.timestamp_ns,
+                        };
+                        return Ok(Some(f(&p.data, meta, p.delivery)));
+                    }
+                }
+            }
+            let left = match deadline {
+                None => LIVENESS,
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+            };
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.idle(left).await?;
+        }
+    }
+
     /// The bytes of a frame the client owns (the last packet delivered in it).
     pub fn frame(&self, frame: u32) -> Result<&[u8]> {
         if !self.table.owns(frame) {
@@ -239,6 +458,46 @@ impl Fetch {
             return Err(Error::InvalidArgument(
                 "a batch of 0 packets: ask for at least one".into(),
             ));
+        }
+        let tag = self.tag;
+        if let Bytes::Shared(sr) = &mut self.bytes {
+            // One look at the rx ring for the whole batch; each large frame
+            // is copied out (the caller asked for owned packets) and goes
+            // straight back to the server on the fill ring.
+            let mut packets = Vec::new();
+            let mut larges = Vec::new();
+            sr.region
+                .recv_batch(max as usize, |p| {
+                    let (info, delivery, data) = match p {
+                        exchange::Packet::Small { data, info } => {
+                            (info, Delivery::Small, data.to_vec())
+                        }
+                        exchange::Packet::Large {
+                            frame,
+                            offset,
+                            len,
+                            info,
+                        } => {
+                            larges.push((packets.len(), frame, offset, len));
+                            (info, Delivery::Large, Vec::new())
+                        }
+                    };
+                    packets.push(Packet {
+                        tag,
+                        timestamp_ns: info.timestamp_ns,
+                        wire_len: info.wire_len,
+                        delivery,
+                        data,
+                    });
+                })
+                .map_err(region_error)?;
+            for (i, frame, offset, len) in larges {
+                let bytes = sr.region.frame(&frame);
+                let end = (offset + len).min(bytes.len());
+                packets[i].data = bytes[offset.min(end)..end].to_vec();
+                sr.give_token(frame)?;
+            }
+            return Ok(packets);
         }
         let slots: Vec<u32> = (0..max.min(self.geometry.small_slots))
             .map(|i| (self.next_slot + i) % self.geometry.small_slots)
@@ -317,9 +576,13 @@ impl Fetch {
         Ok(packets)
     }
 
-    /// Received packets as a stream, fetching in batches of `batch` and
-    /// sleeping `poll` when nothing is waiting (emulated mode has no push
-    /// notification). The stream ends after yielding an error.
+    /// Received packets as a stream, fetching in batches of `batch`. When
+    /// nothing is waiting it sleeps `poll` (emulated mode has no push
+    /// notification) or, in shared mode, on the region's eventfd (at most
+    /// `poll`, so keep it short only in emulated mode). Each packet is
+    /// copied out of its slot or frame into an owned [`Packet`]; use
+    /// [`with_next`](Self::with_next) to read packets in place instead. The
+    /// stream ends after yielding an error.
     pub fn packets(
         &mut self,
         batch: u32,
@@ -344,7 +607,12 @@ impl Fetch {
                     return Some((Ok(packet), state));
                 }
                 match state.fetch.fetch_batch(batch).await {
-                    Ok(packets) if packets.is_empty() => tokio::time::sleep(poll).await,
+                    Ok(packets) if packets.is_empty() => {
+                        if let Err(e) = state.fetch.idle(poll).await {
+                            state.failed = true;
+                            return Some((Err(e), state));
+                        }
+                    }
                     Ok(packets) => state.ready.extend(packets),
                     Err(e) => {
                         state.failed = true;

@@ -12,8 +12,9 @@
 //! [`FrameTable`] is the bookkeeping, the same in every mode. [`Bytes`] is how
 //! the bytes move, the one thing that differs between modes: in emulated mode
 //! they travel in the RPC reply and are copied into the client's page buffers
-//! here; in shared mode (a later issue) they are already in the client's
-//! mapped exchange region.
+//! here; in shared mode they are already in the client's mapped exchange
+//! region (`crate::shared`), whose own token bookkeeping (`exchange::Frame`)
+//! follows this table.
 
 use std::collections::VecDeque;
 
@@ -90,6 +91,13 @@ impl FrameTable {
             }
         }
         counts
+    }
+
+    /// The frames the server holds, by index.
+    pub(crate) fn server_frames(&self) -> Vec<u32> {
+        (0..self.total())
+            .filter(|i| matches!(self.holder(*i), Some(Holder::Server)))
+            .collect()
     }
 
     /// A frame the client owns and is not using, to offer next.
@@ -178,7 +186,13 @@ pub(crate) enum Bytes {
         pages: Vec<Vec<u8>>,
         frame_size: Option<u32>,
     },
+    /// Shared mode: the bytes are already in the client's exchange region;
+    /// nothing is copied except small slots (into the caller's buffer) and
+    /// what the caller asks to own.
+    Shared(Box<crate::shared::SharedRegion>),
 }
+
+const NOT_IN_SHARED: &str = "an emulated-mode reply arrived for a filter in shared mode";
 
 impl Bytes {
     pub(crate) fn emulated(frames: u32, frame_size: Option<u32>) -> Self {
@@ -209,6 +223,7 @@ impl Bytes {
                 page.extend_from_slice(reply);
                 Ok(reply.len())
             }
+            Bytes::Shared(_) => Err(Error::Protocol(NOT_IN_SHARED.into())),
         }
     }
 
@@ -219,6 +234,7 @@ impl Bytes {
                 .get(frame as usize)
                 .map(|p| &p[..len.min(p.len())])
                 .unwrap_or(&[]),
+            Bytes::Shared(region) => region.frame(frame, len),
         }
     }
 
@@ -245,6 +261,7 @@ impl Bytes {
                 dst.copy_from_slice(reply);
                 Ok(reply.len())
             }
+            Bytes::Shared(_) => Err(Error::Protocol(NOT_IN_SHARED.into())),
         }
     }
 }

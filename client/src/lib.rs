@@ -25,11 +25,22 @@
 //!
 //! ## Modes
 //!
-//! In **emulated mode** (the only one so far) the bytes of each frame travel
-//! in the RPC reply and the library keeps the client's frame space itself:
-//! one page buffer per frame, with the ownership table the server also
-//! keeps (`frames` module). Shared mode (an exchange region with rings) will
-//! slot in behind the same [`Fetch`] API: only the way bytes move differs.
+//! In **emulated mode** the bytes of each frame travel in the RPC reply and
+//! the library keeps the client's frame space itself: one page buffer per
+//! frame, with the ownership table the server also keeps (`frames` module).
+//!
+//! In **shared mode** ([`Fetch::attach_shared`], or
+//! [`InstallOptions::shared`]) the client's frame space is a `memfd` region
+//! it creates and the server maps (the `exchange` crate): the server writes
+//! small packets into slots and large ones into frames the client posted,
+//! and announces them on the rx ring. The same [`Fetch`] calls work, with
+//! the same ownership rules (the server starts holding the lower half of
+//! the frames; a large packet swaps one page each way): [`Fetch::fetch`]
+//! takes a waiting packet with no system call and [`Fetch::fetch_wait`]
+//! sleeps on the region's eventfd. [`Fetch::fetch_batch`] and
+//! [`Fetch::packets`] copy each packet out into an owned [`Packet`] (the
+//! frame goes straight back to the server); [`Fetch::with_next`] lends the
+//! packet's bytes in place instead, with no copy.
 //!
 //! ## Errors
 //!
@@ -46,6 +57,7 @@ pub mod decode;
 mod error;
 mod fetch;
 mod frames;
+mod shared;
 mod stats;
 
 pub use connection::{

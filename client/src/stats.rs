@@ -80,8 +80,15 @@ pub struct FilterStats {
     pub overflow: u64,
     pub dropped: u64,
     pub drops: Vec<DropCount>,
-    /// Client requests refused (bad page or slot index, …).
+    /// Client requests refused (bad page or slot index, …), including the
+    /// protocol violations of an attached exchange region.
     pub refused: u64,
+    /// Shared mode: an exchange region is attached.
+    pub shared: bool,
+    /// Shared mode: the region's protocol violations by kind.
+    pub violations: Vec<DropCount>,
+    /// Shared mode: why the capability was revoked (empty: it was not).
+    pub revoked: String,
 }
 
 impl FilterStats {
@@ -101,7 +108,19 @@ impl FilterStats {
             dropped: r.get_dropped(),
             drops: drops(r.get_drops()?)?,
             refused: r.get_refused(),
+            shared: r.get_shared(),
+            violations: drops(r.get_violations()?)?,
+            revoked: r.get_revoked()?.to_string()?,
         })
+    }
+
+    /// Protocol violations of kind `kind` (shared mode), 0 if none.
+    pub fn violations_of(&self, kind: &str) -> u64 {
+        self.violations
+            .iter()
+            .filter(|d| d.reason == kind)
+            .map(|d| d.count)
+            .sum()
     }
 
     /// Frames dropped for `reason`, 0 if none.

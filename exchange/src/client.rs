@@ -539,6 +539,27 @@ impl ClientRegion {
         Ok(woke || self.rx.refresh()? > 0)
     }
 
+    /// For a caller that sleeps in its own event loop (e.g. an async runtime
+    /// polling [`wait_fd`](Self::wait_fd)): sets need-wakeup on the rx ring
+    /// and re-checks it (protocol step 3). `Ok(true)`: still empty, sleep
+    /// until `wait_fd` is readable, then call
+    /// [`finish_wait_rx`](Self::finish_wait_rx). `Ok(false)`: entries are
+    /// ready, do not sleep.
+    pub fn prepare_wait_rx(&mut self) -> Result<bool, ClientError> {
+        if self.rx.ready_cached() > 0 || self.rx.refresh()? > 0 {
+            return Ok(false);
+        }
+        Ok(self.rx.arm_wakeup()?)
+    }
+
+    /// After sleeping (woken or not): resets the doorbell, clears
+    /// need-wakeup and returns whether rx entries are ready.
+    pub fn finish_wait_rx(&mut self) -> Result<bool, ClientError> {
+        self.from_server.drain()?;
+        self.rx.disarm_wakeup();
+        Ok(self.rx.refresh()? > 0)
+    }
+
     /// Sleeps until the completion ring has entries or `timeout` passes.
     pub fn wait_completion(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
         if self.completion.ready_cached() > 0 || self.completion.refresh()? > 0 {

@@ -212,9 +212,15 @@ impl ControlPlane {
             return Err(AttachRegionError::Closed { tag: filter.tag });
         }
         let ring = if ring_entries == 0 { 256 } else { ring_entries };
+        let frame_count = if frames == 0 {
+            filter.geometry.frames
+        } else {
+            frames
+        };
         let geometry = exchange::Geometry {
             rx_entries: ring,
-            fill_entries: ring,
+            // Room for every frame: posting a page never finds it full.
+            fill_entries: ring.max(frame_count.next_power_of_two()),
             tx_entries: ring,
             completion_entries: ring,
             small_slot_count: if small_slots == 0 {
@@ -223,11 +229,7 @@ impl ControlPlane {
                 small_slots
             },
             small_slot_size: c.small_slot_size(),
-            frame_count: if frames == 0 {
-                filter.geometry.frames
-            } else {
-                frames
-            },
+            frame_count,
             frame_size: c.frame_size,
         };
         let limits = c.region_limits();

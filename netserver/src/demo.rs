@@ -477,6 +477,9 @@ async fn drive(
                     dropped: 0,
                     drops: Vec::new(),
                     refused: 0,
+                    shared: false,
+                    violations: Vec::new(),
+                    revoked: String::new(),
                 });
             ClientReport {
                 name: spec.name,

@@ -169,7 +169,9 @@ impl Exchange {
     }
 
     fn check_transport(&self) -> Result<(), ExchangeError> {
-        if self.filter.transport() != crate::filter::Transport::Emulated {
+        // While a region is only being attached, emulated fetches still work
+        // (a client whose attach failed falls back to them).
+        if self.filter.transport() == crate::filter::Transport::Shared {
             return Err(self.refuse(ExchangeError::Shared {
                 tag: self.filter.tag,
             }));

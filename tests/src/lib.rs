@@ -20,26 +20,37 @@ use std::time::{Duration, Instant};
 pub use netclient::capture::CapturedFrame;
 
 /// How clients exchange frames with the server. The same test bodies run in
-/// every mode; only `Emulated` exists so far (shared memory comes next).
+/// every mode; the NIC is the emulated one in both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Frame bytes travel in the RPC replies; the NIC is emulated.
+    /// Frame bytes travel in the RPC replies.
     Emulated,
+    /// Each client attaches an exchange region (shared memory, rings).
+    Shared,
 }
 
 impl Mode {
     /// Extra `netserver serve` arguments for this mode.
     pub fn server_args(self) -> Vec<String> {
+        vec!["--backend".into(), "emulated".into()]
+    }
+
+    /// `--mode` of `nsctl install` and the test clients.
+    pub fn name(self) -> &'static str {
         match self {
-            Mode::Emulated => vec!["--backend".into(), "emulated".into()],
+            Mode::Emulated => "emulated",
+            Mode::Shared => "shared",
         }
     }
 
     /// Extra `nsctl install` arguments for this mode.
     pub fn install_args(self) -> Vec<String> {
-        match self {
-            Mode::Emulated => Vec::new(),
-        }
+        vec!["--mode".into(), self.name().into()]
+    }
+
+    /// Library install options for this mode.
+    pub fn options(self) -> netclient::InstallOptions {
+        netclient::InstallOptions::default().shared(self == Mode::Shared)
     }
 }
 
@@ -298,6 +309,22 @@ impl Server {
                 expression.into(),
                 "--queue-limit".into(),
                 queue_limit.to_string(),
+                "--mode".into(),
+                self.mode.name().into(),
+            ],
+        )
+    }
+
+    /// Starts the `e2e-scribbler` test client: installs `expression` in
+    /// shared mode, then scribbles over its own rings until revoked.
+    pub fn spawn_scribbler(&self, expression: &str) -> ClientProcess {
+        ClientProcess::spawn(
+            binary("e2e-scribbler"),
+            &[
+                "--socket".into(),
+                self.socket.display().to_string(),
+                "--expr".into(),
+                expression.into(),
             ],
         )
     }
@@ -427,6 +454,11 @@ impl ClientProcess {
     /// Waits for `nsctl install`'s `installed tag=0x…` line; returns the tag.
     pub fn wait_installed(&mut self) -> u64 {
         let line = self.wait_for_stderr("installed tag=", PATIENCE);
+        assert!(
+            !(self.command.contains("--mode shared") && line.contains("mode=emulated")),
+            "asked for shared mode, fell back to emulated: {line}\nstderr:\n{}",
+            self.stderr.lock().unwrap()
+        );
         let hex = line
             .split("tag=0x")
             .nth(1)

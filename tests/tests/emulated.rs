@@ -1,8 +1,12 @@
 //! End-to-end tests across real processes: a `netserver serve` process,
-//! `nsctl` processes and test clients, in emulated mode.
+//! `nsctl` processes and test clients, in emulated mode and again in shared
+//! mode.
 //!
-//! Each test body takes a [`Mode`] so the same bodies run again in shared
-//! mode once it exists; the `#[test]` functions at the bottom pick the mode.
+//! Each test body takes a [`Mode`]; the `#[test]` functions at the bottom
+//! run every body in both modes. Where the modes legitimately differ in
+//! *when* a frame counts as delivered (shared mode: when it is published on
+//! the client's rx ring; emulated: when the client fetches it), the bodies
+//! check the sum that is the same in both (`packets + queued + overflow`).
 
 use std::time::Duration;
 
@@ -266,8 +270,12 @@ fn a_client_that_never_fetches_does_not_stall_another(mode: Mode) {
             op.stats().await.expect("global stats"),
         )
     });
-    assert_eq!(stats.packets, 0, "{stats:?}");
-    assert!(stats.queued <= u64::from(lazy_limit), "{stats:?}");
+    // Emulated: nothing fetched, at most the queue limit queued. Shared: the
+    // rx ring (as long as the queue limit) holds what was published.
+    assert!(
+        stats.packets + stats.queued <= u64::from(lazy_limit),
+        "{stats:?}"
+    );
     assert!(
         stats.overflow > 0,
         "its packets spilled into the overflow pool: {stats:?}"
@@ -276,7 +284,7 @@ fn a_client_that_never_fetches_does_not_stall_another(mode: Mode) {
     assert!(stats.dropped > 0, "the rest were dropped: {stats:?}");
     assert_eq!(stats.drops_for("queue_full"), stats.dropped, "{stats:?}");
     assert_eq!(
-        stats.queued + stats.overflow + stats.dropped,
+        stats.packets + stats.queued + stats.overflow + stats.dropped,
         lazy_matches,
         "every matching frame is counted exactly once: {stats:?}"
     );
@@ -285,12 +293,13 @@ fn a_client_that_never_fetches_does_not_stall_another(mode: Mode) {
     lazy.kill();
 }
 
-/// Frames a filter holds (queued or in overflow) according to the operator.
+/// Frames a filter was given and not fetched (queued, in overflow, or — in
+/// shared mode — published on its rx ring) according to the operator.
 fn held(server: &Server, tag: u64) -> Result<u64, String> {
     run(async {
         let op = operator(server).await;
         let s = op.filter_stats(tag).await.map_err(|e| e.to_string())?;
-        Ok(s.queued + s.overflow)
+        Ok(s.packets + s.queued + s.overflow)
     })
 }
 
@@ -335,15 +344,27 @@ fn removing_a_filter_frees_its_buffers(mode: Mode) {
     let g = eventually("killed client's filter removed", PATIENCE, || {
         gone_and_freed(&server, tag)
     });
-    assert_eq!(g.drops_for("closed"), queries, "{g:?}");
+    // Queued frames are dropped as `closed`; frames already published on a
+    // shared-mode client's rx ring were delivered (the client's memory).
+    assert_eq!(
+        g.drops_for("closed") + g.delivered_small + g.delivered_large,
+        queries,
+        "{g:?}"
+    );
     assert_eq!(g.filters, 0);
     assert!(g.identity_holds(), "{g:?}");
 
     // 2. Dropping the capability (connection stays open), and 3. close().
     run(async {
         let client = netclient::connect(server.socket()).await.unwrap();
-        let dropped = client.install("udp dst port 53").await.unwrap();
-        let closed = client.install("udp src port domain").await.unwrap();
+        let dropped = client
+            .install_with("udp dst port 53", &mode.options())
+            .await
+            .unwrap();
+        let closed = client
+            .install_with("udp src port domain", &mode.options())
+            .await
+            .unwrap();
         let (dropped_tag, closed_tag) = (dropped.tag(), closed.tag());
         let op = operator(&server).await;
         let frames: Vec<CapturedFrame> = capture(file);
@@ -359,7 +380,7 @@ fn removing_a_filter_frees_its_buffers(mode: Mode) {
             let deadline = std::time::Instant::now() + PATIENCE;
             loop {
                 let s = op.filter_stats(tag).await.unwrap();
-                if s.queued + s.overflow == n {
+                if s.packets + s.queued + s.overflow == n {
                     break;
                 }
                 assert!(std::time::Instant::now() < deadline, "never queued: {s:?}");
@@ -377,8 +398,12 @@ fn removing_a_filter_frees_its_buffers(mode: Mode) {
             let listed = op.list_filters().await.unwrap();
             if listed.is_empty() && g.queued == 0 && g.overflow == 0 {
                 assert_eq!(
-                    g.drops_for("closed"),
-                    before.drops_for("closed") + queries + answers,
+                    g.drops_for("closed") + g.delivered_small + g.delivered_large,
+                    before.drops_for("closed")
+                        + before.delivered_small
+                        + before.delivered_large
+                        + before.queued
+                        + before.overflow,
                     "{g:?}"
                 );
                 assert!(g.identity_holds(), "{g:?}");
@@ -391,7 +416,10 @@ fn removing_a_filter_frees_its_buffers(mode: Mode) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The connection itself is still usable.
-        let again = client.install("udp").await.expect("install after removals");
+        let again = client
+            .install_with("udp", &mode.options())
+            .await
+            .expect("install after removals");
         assert_ne!(again.tag(), dropped_tag);
         assert_ne!(again.tag(), closed_tag);
     });
@@ -401,7 +429,8 @@ fn stale_tags_fail_after_a_restart(mode: Mode) {
     let mut server = Server::start(mode);
     let (tag, epoch) = run(async {
         let client = netclient::connect(server.socket()).await.unwrap();
-        let fetch = client.install("udp").await.unwrap();
+        let fetch = client.install_with("udp", &mode.options()).await.unwrap();
+        assert_eq!(fetch.is_shared(), mode == Mode::Shared);
         let op = operator(&server).await;
         op.filter_stats(fetch.tag()).await.expect("fresh tag works");
         (fetch.tag(), client.info().epoch)
@@ -440,7 +469,7 @@ fn a_held_capability_sees_the_connection_close(mode: Mode) {
     let thread = std::thread::spawn(move || {
         run(async move {
             let client = netclient::connect(&socket).await.unwrap();
-            let fetch = client.install("udp").await.unwrap();
+            let fetch = client.install_with("udp", &mode.options()).await.unwrap();
             tx.send(()).unwrap();
             // Wait (without blocking the runtime) for the restart.
             loop {
@@ -507,7 +536,7 @@ fn pages_the_client_does_not_own_are_refused(mode: Mode) {
     let server = Server::start(mode);
     run(async {
         let client = netclient::connect(server.socket()).await.unwrap();
-        let options = InstallOptions::default().frames(8).small_slots(4);
+        let options = mode.options().frames(8).small_slots(4);
         let mut fetch = client
             .install_with("udp dst port 9999", &options)
             .await
@@ -528,7 +557,10 @@ fn pages_the_client_does_not_own_are_refused(mode: Mode) {
         ];
         assert_eq!(op.inject(&frames).await.unwrap(), 2);
         let deadline = std::time::Instant::now() + PATIENCE;
-        while fetch.stats().await.unwrap().queued < 2 {
+        while {
+            let s = fetch.stats().await.unwrap();
+            s.packets + s.queued < 2
+        } {
             assert!(std::time::Instant::now() < deadline, "frames never queued");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -554,7 +586,11 @@ fn pages_the_client_does_not_own_are_refused(mode: Mode) {
         }
         let stats = fetch.stats().await.unwrap();
         assert_eq!(stats.refused, 3, "{stats:?}");
-        assert_eq!(stats.queued, 2, "refused calls took nothing: {stats:?}");
+        assert_eq!(
+            stats.packets + stats.queued,
+            2,
+            "refused calls took nothing: {stats:?}"
+        );
 
         // The library never offers a page it does not own.
         let mut buf = [0u8; SMALL_THRESHOLD];
@@ -607,7 +643,10 @@ fn the_packet_stream_yields_owned_packets_in_order(mode: Mode) {
     run(async {
         use futures::StreamExt;
         let client = netclient::connect(server.socket()).await.unwrap();
-        let mut fetch = client.install("udp src port domain").await.unwrap();
+        let mut fetch = client
+            .install_with("udp src port domain", &mode.options())
+            .await
+            .unwrap();
         let tag = fetch.tag();
         server
             .nsctl(&["inject", "--pcap", pcap_path(file).to_str().unwrap()])
@@ -740,8 +779,18 @@ fn emulated_two_clients_receive_exactly_their_oracle_packets() {
 }
 
 #[test]
+fn shared_two_clients_receive_exactly_their_oracle_packets() {
+    two_clients_receive_exactly_their_oracle_packets(Mode::Shared);
+}
+
+#[test]
 fn emulated_a_client_that_never_fetches_does_not_stall_another() {
     a_client_that_never_fetches_does_not_stall_another(Mode::Emulated);
+}
+
+#[test]
+fn shared_a_client_that_never_fetches_does_not_stall_another() {
+    a_client_that_never_fetches_does_not_stall_another(Mode::Shared);
 }
 
 #[test]
@@ -750,8 +799,18 @@ fn emulated_removing_a_filter_frees_its_buffers() {
 }
 
 #[test]
+fn shared_removing_a_filter_frees_its_buffers() {
+    removing_a_filter_frees_its_buffers(Mode::Shared);
+}
+
+#[test]
 fn emulated_stale_tags_fail_after_a_restart() {
     stale_tags_fail_after_a_restart(Mode::Emulated);
+}
+
+#[test]
+fn shared_stale_tags_fail_after_a_restart() {
+    stale_tags_fail_after_a_restart(Mode::Shared);
 }
 
 #[test]
@@ -760,8 +819,18 @@ fn emulated_a_held_capability_sees_the_connection_close() {
 }
 
 #[test]
+fn shared_a_held_capability_sees_the_connection_close() {
+    a_held_capability_sees_the_connection_close(Mode::Shared);
+}
+
+#[test]
 fn emulated_malformed_expressions_come_back_with_their_position() {
     malformed_expressions_come_back_with_their_position(Mode::Emulated);
+}
+
+#[test]
+fn shared_malformed_expressions_come_back_with_their_position() {
+    malformed_expressions_come_back_with_their_position(Mode::Shared);
 }
 
 #[test]
@@ -770,8 +839,18 @@ fn emulated_pages_the_client_does_not_own_are_refused() {
 }
 
 #[test]
+fn shared_pages_the_client_does_not_own_are_refused() {
+    pages_the_client_does_not_own_are_refused(Mode::Shared);
+}
+
+#[test]
 fn emulated_the_packet_stream_yields_owned_packets_in_order() {
     the_packet_stream_yields_owned_packets_in_order(Mode::Emulated);
+}
+
+#[test]
+fn shared_the_packet_stream_yields_owned_packets_in_order() {
+    the_packet_stream_yields_owned_packets_in_order(Mode::Shared);
 }
 
 #[test]
@@ -780,6 +859,76 @@ fn emulated_a_monitor_sees_copies_beside_an_exclusive_client() {
 }
 
 #[test]
+fn shared_a_monitor_sees_copies_beside_an_exclusive_client() {
+    a_monitor_sees_copies_beside_an_exclusive_client(Mode::Shared);
+}
+
+#[test]
 fn emulated_a_running_install_reports_the_server_going_away() {
     a_running_install_reports_the_server_going_away(Mode::Emulated);
+}
+
+#[test]
+fn shared_a_running_install_reports_the_server_going_away() {
+    a_running_install_reports_the_server_going_away(Mode::Shared);
+}
+
+/// An adversarial client process scribbles over its own region's rings
+/// (random, duplicate and out-of-range frame numbers, wrapped and far-ahead
+/// counters, an rx consumer index past what was published) while a
+/// well-behaved shared-mode client keeps receiving: the well-behaved client
+/// loses nothing, the server survives, the scribbler's violations show in
+/// its filter's stats and its capability is revoked with a clear error.
+#[test]
+fn shared_an_adversarial_client_is_revoked_and_harms_no_one() {
+    let mut server = Server::start(Mode::Shared);
+    let file = "tcpdump-edns-opts.pcap";
+    let mut scribbler = server.spawn_scribbler("udp src port domain");
+    let bad_tag = scribbler.wait_installed();
+    let want = expected(file, "udp dst port 53");
+    let rounds = 3;
+    let count = (want.len() * rounds).to_string();
+    let mut good = server.spawn_nsctl(&[
+        "install",
+        "udp dst port 53",
+        "--count",
+        &count,
+        "--timeout",
+        "120",
+    ]);
+    let line = good.wait_for_stderr("installed tag=", PATIENCE);
+    assert!(line.contains("mode=shared"), "{line}");
+    for _ in 0..rounds {
+        server
+            .nsctl(&["inject", "--pcap", pcap_path(file).to_str().unwrap()])
+            .success();
+    }
+    let revoked = scribbler.wait_for_stderr("revoked", PATIENCE * 2);
+    assert!(
+        revoked.contains("was revoked") && revoked.contains("install the filter again"),
+        "a clear error: {revoked}"
+    );
+    let done = good.wait(PATIENCE * 4).success();
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        all.extend(want.iter().cloned());
+    }
+    check_received("well-behaved client", &done.stdout, None, &all);
+
+    let (bad, global) = run(async {
+        let op = operator(&server).await;
+        (
+            op.filter_stats(bad_tag).await.expect("scribbler's stats"),
+            op.stats().await.expect("global stats"),
+        )
+    });
+    assert!(bad.refused > 0, "{bad:?}");
+    assert!(bad.revoked.contains("revoked"), "{bad:?}");
+    assert!(
+        bad.violations.iter().map(|v| v.count).sum::<u64>() >= 1024,
+        "violations by kind: {bad:?}"
+    );
+    assert!(global.identity_holds(), "{global:?}");
+    assert!(server.is_running(), "the server survived");
+    scribbler.kill();
 }

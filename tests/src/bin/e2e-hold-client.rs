@@ -3,7 +3,7 @@
 //! packets must overflow, and the process a test kills to check that a
 //! closed connection frees the filter's buffers).
 //!
-//! `e2e-hold-client --socket PATH --expr EXPRESSION [--queue-limit N]`
+//! `e2e-hold-client --socket PATH --expr EXPRESSION [--queue-limit N] [--mode shared|emulated]`
 //! prints `installed tag=0x…` on stderr once installed, then waits forever.
 
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let mut socket = None;
     let mut expr = None;
     let mut queue_limit = 0u32;
+    let mut shared = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--socket" => socket = Some(value("--socket")),
             "--expr" => expr = Some(value("--expr")),
+            "--mode" => shared = value("--mode") == "shared",
             "--queue-limit" => {
                 queue_limit = value("--queue-limit")
                     .parse()
@@ -38,7 +40,9 @@ fn main() -> ExitCode {
     };
     let result = netclient::block_on(async move {
         let client = netclient::connect(&socket).await?;
-        let options = netclient::InstallOptions::default().queue_limit(queue_limit);
+        let options = netclient::InstallOptions::default()
+            .queue_limit(queue_limit)
+            .shared(shared);
         let fetch = client.install_with(&expr, &options).await?;
         eprintln!(
             "e2e-hold-client: installed tag={:#018x} {expr}",

@@ -56,6 +56,18 @@ pub struct InstallArgs {
     /// Small slots (0: server default).
     #[arg(long, value_name = "N", default_value_t = 0)]
     small_slots: u32,
+    /// How frames reach this client: `shared` (an exchange region in shared
+    /// memory; falls back to emulated with a notice on stderr when the server
+    /// does not offer it or is not reachable from this host) or `emulated`
+    /// (the bytes travel in the RPC replies).
+    #[arg(long, value_enum, default_value_t = Transport::Shared)]
+    mode: Transport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    Shared,
+    Emulated,
 }
 
 fn seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, Failure> {
@@ -118,7 +130,28 @@ pub async fn run(args: InstallArgs) -> Result<ExitCode, Failure> {
         fetch = client.install_with(&expression, &options).await?;
         (_client, _operator) = (Some(client), None);
     }
-    eprintln!("nsctl: installed tag={:#018x} {expression}", fetch.tag());
+    let mut fetch = fetch;
+    if args.mode == Transport::Shared {
+        let offered = match (&_client, &_operator) {
+            (Some(c), _) => c.info().shared_mode,
+            (None, Some(o)) => o.info().await?.shared_mode,
+            _ => false,
+        };
+        if !offered {
+            eprintln!("nsctl: the server does not offer shared mode; using emulated mode");
+        } else if let Err(e) = fetch.attach_shared().await {
+            eprintln!("nsctl: shared mode unavailable ({e}); using emulated mode");
+        }
+    }
+    let how = if fetch.is_shared() {
+        "shared"
+    } else {
+        "emulated"
+    };
+    eprintln!(
+        "nsctl: installed tag={:#018x} mode={how} {expression}",
+        fetch.tag()
+    );
 
     let mut counts = Counts::default();
     let outcome = receive(fetch, &args, timeout, idle_exit, &mut counts, sink.as_mut()).await;
@@ -161,13 +194,20 @@ async fn receive(
             result = fetch.fetch_batch(max) => result?,
         };
         if packets.is_empty() {
+            // Shared mode sleeps on the region's doorbell (at most a second,
+            // to notice a server that went away); emulated mode polls.
+            let nap = if fetch.is_shared() {
+                Duration::from_secs(1)
+            } else {
+                poll
+            };
             let wake = [deadline, idle_deadline]
                 .into_iter()
                 .flatten()
-                .fold(now + poll, Instant::min);
+                .fold(now + nap, Instant::min);
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                result = fetch.idle(wake.saturating_duration_since(Instant::now())) => result?,
             }
             continue;
         }
