@@ -40,8 +40,8 @@ use crate::backend::generator::{udp_dst_port, Generator};
 use crate::backend::Wake;
 use crate::datapath::{Command, DataPathHandle};
 use crate::exchange::{Exchange, Location};
-use crate::filter::{Filter, FilterGeometry, Mode};
-use crate::place::OverflowPool;
+use crate::filter::{Filter, FilterGeometry, Mode, SharedPath};
+use crate::place::{OverflowPool, RegionSpace};
 use crate::stats::Counters;
 
 /// Frames the server handles between two looks at the clock and the rings.
@@ -65,11 +65,11 @@ pub struct DeliveryArgs {
     /// Client counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4], value_name = "N")]
     pub clients: Vec<usize>,
-    /// Cases to run (comma-separated): shared, shared-frames, emulated, kernel.
+    /// Cases to run (comma-separated): shared, shared-frames, shared-datapath, emulated, kernel.
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = ["shared".to_string(), "shared-frames".to_string(), "emulated".to_string(), "kernel".to_string()],
+        default_values_t = ["shared".to_string(), "shared-frames".to_string(), "shared-datapath".to_string(), "emulated".to_string(), "kernel".to_string()],
         value_name = "CASE"
     )]
     pub cases: Vec<String>,
@@ -112,9 +112,15 @@ impl Default for DeliveryArgs {
             seconds: 2.0,
             frames: vec![64, 1500],
             clients: vec![1, 4],
-            cases: ["shared", "shared-frames", "emulated", "kernel"]
-                .map(String::from)
-                .to_vec(),
+            cases: [
+                "shared",
+                "shared-frames",
+                "shared-datapath",
+                "emulated",
+                "kernel",
+            ]
+            .map(String::from)
+            .to_vec(),
             runs: 1,
             small_threshold: 128,
             ring: 512,
@@ -128,9 +134,17 @@ impl Default for DeliveryArgs {
 /// the rows.
 pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
     for c in &args.cases {
-        if !["shared", "shared-frames", "emulated", "kernel"].contains(&c.as_str()) {
+        if ![
+            "shared",
+            "shared-frames",
+            "shared-datapath",
+            "emulated",
+            "kernel",
+        ]
+        .contains(&c.as_str())
+        {
             return Err(BenchError::Usage(format!(
-                "unknown case {c:?}: use shared, shared-frames, emulated or kernel"
+                "unknown case {c:?}: use shared, shared-frames, shared-datapath, emulated or kernel"
             )));
         }
     }
@@ -184,6 +198,9 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
                         opts,
                     )?);
                 }
+                if want("shared-datapath") {
+                    emit(shared_datapath(frame_bytes, clients, measure, opts)?);
+                }
                 if want("emulated") {
                     emit(emulated(frame_bytes, clients, measure, args.ring)?);
                 }
@@ -231,37 +248,10 @@ pub fn shared(
         busy_poll,
     } = opts;
     let (classifier, _) = filter_set(clients)?;
-    let geometry = Geometry {
-        rx_entries: ring,
-        fill_entries: ring,
-        small_slot_count: ring,
-        small_slot_size: 128,
-        frame_count: ring * 2,
-        frame_size: 2048,
-        ..Geometry::default()
-    };
     let mut servers = Vec::new();
     let mut client_sides = Vec::new();
     for _ in 0..clients {
-        let (mut client, mut frames) =
-            ClientRegion::create(geometry).map_err(|e| setup("exchange region")(Box::new(e)))?;
-        client
-            .fill(&mut frames)
-            .map_err(|e| setup("fill ring")(Box::new(e)))?;
-        let (a, b) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| setup("socket pair")(Box::new(e)))?;
-        let token = [7u8; exchange::pass::TOKEN_LEN];
-        client
-            .send_to(std::os::fd::AsFd::as_fd(&a), &token)
-            .map_err(|e| setup("region passing")(Box::new(e)))?;
-        let req = exchange::pass::recv_region(
-            std::os::fd::AsFd::as_fd(&b),
-            exchange::pass::TOKEN_LEN,
-            Duration::from_secs(5),
-        )
-        .map_err(|e| setup("region passing")(Box::new(e)))?;
-        let server = ServerRegion::attach(req.fds, &ServerConfig::default())
-            .map_err(|e| setup("region attach")(Box::new(e)))?;
+        let (client, frames, server) = region_pair(region_geometry(ring))?;
         servers.push(server);
         client_sides.push((client, frames));
     }
@@ -358,59 +348,16 @@ pub fn shared(
 
     let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
     let mut consumers = Vec::new();
-    for (i, (mut client, mut spare)) in client_sides.into_iter().enumerate() {
-        let (stop, tally, port) = (stop.clone(), tallies[i].clone(), client_port(i));
-        let t = std::thread::Builder::new()
-            .name(format!("bench-client-{i}"))
-            .spawn(move || -> Result<(), exchange::ClientError> {
-                let mut got: Vec<(Frame, usize, usize)> = Vec::with_capacity(ring as usize);
-                let mut idle = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    let (mut packets, mut bytes, mut copies, mut wrong) = (0u64, 0u64, 0u64, 0u64);
-                    let n = client.recv_batch(ring as usize, |p| match p {
-                        Packet::Small { data, .. } => {
-                            // `recv_batch` copied the slot into a private
-                            // buffer: one copy, counted.
-                            copies += 1;
-                            packets += 1;
-                            bytes += data.len() as u64;
-                            wrong += u64::from(udp_dst_port(data) != Some(port));
-                        }
-                        Packet::Large {
-                            frame, offset, len, ..
-                        } => got.push((frame, offset, len)),
-                    })?;
-                    for (frame, offset, len) in got.drain(..) {
-                        let b = client.frame(&frame);
-                        wrong += u64::from(udp_dst_port(&b[offset..offset + len]) != Some(port));
-                        packets += 1;
-                        bytes += len as u64;
-                        spare.push(frame);
-                    }
-                    if !spare.is_empty() {
-                        client.fill(&mut spare)?;
-                    }
-                    tally.add(packets, bytes, copies, wrong);
-                    // Idle: poll a little (yielding the core) before
-                    // sleeping on the eventfd, as NAPI does: a sleep and a
-                    // wake-up cost the server an eventfd write and both sides
-                    // two context switches.
-                    if n == 0 {
-                        idle += 1;
-                        if busy_poll || idle < IDLE_POLLS {
-                            std::thread::yield_now();
-                        } else {
-                            client.wait_rx(Some(Duration::from_millis(5)))?;
-                            idle = 0;
-                        }
-                    } else {
-                        idle = 0;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| setup("client thread")(Box::new(e)))?;
-        consumers.push(t);
+    for (i, (client, spare)) in client_sides.into_iter().enumerate() {
+        consumers.push(spawn_region_client(
+            i,
+            client,
+            spare,
+            stop.clone(),
+            tallies[i].clone(),
+            ring,
+            busy_poll,
+        )?);
     }
 
     let dropped = || server_tally.dropped.load(Ordering::Relaxed);
@@ -450,6 +397,218 @@ pub fn shared(
         } else {
             format!("sleep on eventfd after {IDLE_POLLS} empty polls")
         },
+    );
+    Ok(row)
+}
+
+/// A client thread on its exchange region, as the client library drives
+/// it: drain the rx ring in batches, check each packet's port, return the
+/// frames on the fill ring; when idle, poll a little, then sleep on the
+/// eventfd.
+fn spawn_region_client(
+    i: usize,
+    mut client: ClientRegion,
+    mut spare: Vec<Frame>,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    ring: u32,
+    busy_poll: bool,
+) -> Result<std::thread::JoinHandle<Result<(), exchange::ClientError>>, BenchError> {
+    let port = client_port(i);
+    std::thread::Builder::new()
+        .name(format!("bench-client-{i}"))
+        .spawn(move || -> Result<(), exchange::ClientError> {
+            let mut got: Vec<(Frame, usize, usize)> = Vec::with_capacity(ring as usize);
+            let mut idle = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let (mut packets, mut bytes, mut copies, mut wrong) = (0u64, 0u64, 0u64, 0u64);
+                let n = client.recv_batch(ring as usize, |p| match p {
+                    Packet::Small { data, .. } => {
+                        // `recv_batch` copied the slot into a private
+                        // buffer: one copy, counted.
+                        copies += 1;
+                        packets += 1;
+                        bytes += data.len() as u64;
+                        wrong += u64::from(udp_dst_port(data) != Some(port));
+                    }
+                    Packet::Large {
+                        frame, offset, len, ..
+                    } => got.push((frame, offset, len)),
+                })?;
+                for (frame, offset, len) in got.drain(..) {
+                    let b = client.frame(&frame);
+                    wrong += u64::from(udp_dst_port(&b[offset..offset + len]) != Some(port));
+                    packets += 1;
+                    bytes += len as u64;
+                    spare.push(frame);
+                }
+                if !spare.is_empty() {
+                    client.fill(&mut spare)?;
+                }
+                tally.add(packets, bytes, copies, wrong);
+                // Idle: poll a little (yielding the core) before
+                // sleeping on the eventfd, as NAPI does: a sleep and a
+                // wake-up cost the server an eventfd write and both sides
+                // two context switches.
+                if n == 0 {
+                    idle += 1;
+                    if busy_poll || idle < IDLE_POLLS {
+                        std::thread::yield_now();
+                    } else {
+                        client.wait_rx(Some(Duration::from_millis(5)))?;
+                        idle = 0;
+                    }
+                } else {
+                    idle = 0;
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| setup("client thread")(Box::new(e)))
+}
+
+/// Makes a client region of `geometry` with every frame posted on the fill
+/// ring, passes it like the real attach does (`SCM_RIGHTS`), and attaches
+/// the server side.
+fn region_pair(geometry: Geometry) -> Result<(ClientRegion, Vec<Frame>, ServerRegion), BenchError> {
+    let (mut client, mut frames) =
+        ClientRegion::create(geometry).map_err(|e| setup("exchange region")(Box::new(e)))?;
+    client
+        .fill(&mut frames)
+        .map_err(|e| setup("fill ring")(Box::new(e)))?;
+    let (a, b) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| setup("socket pair")(Box::new(e)))?;
+    let token = [7u8; exchange::pass::TOKEN_LEN];
+    client
+        .send_to(std::os::fd::AsFd::as_fd(&a), &token)
+        .map_err(|e| setup("region passing")(Box::new(e)))?;
+    let req = exchange::pass::recv_region(
+        std::os::fd::AsFd::as_fd(&b),
+        exchange::pass::TOKEN_LEN,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| setup("region passing")(Box::new(e)))?;
+    let server = ServerRegion::attach(req.fds, &ServerConfig::default())
+        .map_err(|e| setup("region attach")(Box::new(e)))?;
+    Ok((client, frames, server))
+}
+
+fn region_geometry(ring: u32) -> Geometry {
+    Geometry {
+        rx_entries: ring,
+        fill_entries: ring,
+        small_slot_count: ring,
+        small_slot_size: 128,
+        frame_count: ring * 2,
+        frame_size: 2048,
+        ..Geometry::default()
+    }
+}
+
+/// The shared-mode case through the server's own data path
+/// ([`DataPathHandle`] with filters attached to exchange regions, the
+/// generator's [`Backend::recv_placed`](crate::backend::Backend::recv_placed)
+/// writing large frames once into the client's frame); the generator is
+/// lossy here — the data path decides what it spills or drops.
+pub fn shared_datapath(
+    frame_bytes: usize,
+    clients: usize,
+    measure: Duration,
+    opts: SharedOpts,
+) -> Result<Row, BenchError> {
+    let (_, exprs) = filter_set(clients)?;
+    let ports: Vec<u16> = (0..clients).map(client_port).collect();
+    let backend = Generator::udp(frame_bytes, &ports).with_peek_len(opts.small_threshold as usize);
+    let wake = Wake::default();
+    // The server's default overflow pool (1024 frames): shared mode spills
+    // there when a client's rx ring is full or it posted no frame.
+    let pool = Arc::new(OverflowPool::new(1024, 2048, 128));
+    let global = Arc::new(Counters::default());
+    let mut dp = DataPathHandle::spawn(Box::new(backend), pool.clone(), global.clone(), wake)
+        .map_err(|e| setup("data path")(Box::new(e)))?;
+    let geometry = FilterGeometry {
+        queue_limit: opts.ring,
+        frames: opts.ring * 2,
+        small_slots: opts.ring,
+        frame_size: 2048,
+        small_threshold: opts.small_threshold,
+    };
+    let mut set = FilterSet::new(Limits::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
+    let mut consumers = Vec::new();
+    for (i, expr) in exprs.into_iter().enumerate() {
+        let tag = i as u64 + 1;
+        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
+        let (filter, _pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
+        let filter = Arc::new(filter);
+        let classifier = set
+            .insert(tag, program)
+            .map_err(|e| setup("filters")(Box::new(e)))?;
+        dp.send(Command::Install {
+            filter: filter.clone(),
+            classifier,
+        });
+        let (client, spare, server) = region_pair(region_geometry(opts.ring))?;
+        let space = RegionSpace::new(server, opts.small_threshold as usize, 2048)
+            .map_err(|e| setup("region space")(Box::new(e)))?;
+        if !filter.begin_attach() {
+            return Err(setup("attach")("filter not in emulated mode".into()));
+        }
+        dp.send(Command::Attach {
+            tag,
+            shared: Box::new(SharedPath::new(space, None)),
+        });
+        consumers.push(spawn_region_client(
+            i,
+            client,
+            spare,
+            stop.clone(),
+            tallies[i].clone(),
+            opts.ring,
+            opts.busy_poll,
+        )?);
+    }
+    let base = global.snapshot();
+    let dropped = || global.snapshot().dropped();
+    let (d, dropped, elapsed) = super::measure(&tallies, measure, &dropped);
+    let after = global.snapshot();
+    stop.store(true, Ordering::Relaxed);
+    for t in consumers {
+        t.join()
+            .map_err(|_| setup("client thread")("panicked".into()))?
+            .map_err(|e| setup("client")(Box::new(e)))?;
+    }
+    dp.stop();
+    let [packets, _bytes, client_copies, wrong] = d;
+    if wrong > 0 {
+        return Err(BenchError::Misdelivered {
+            case: "shared-datapath".into(),
+            wrong,
+        });
+    }
+    // Whole-run ratio of large frames the data path copied (the window's
+    // share is not separable from the snapshot).
+    let large = (after.zero_copy + after.copied).saturating_sub(base.zero_copy + base.copied);
+    let copied = after.copied.saturating_sub(base.copied);
+    let server_copies = if large == 0 {
+        0.0
+    } else {
+        copied as f64 / large as f64
+            * (after.delivered_large as f64 / after.delivered().max(1) as f64)
+    };
+    let mut row = Row::measured(
+        "shared-datapath",
+        frame_bytes,
+        clients,
+        packets,
+        dropped,
+        elapsed,
+        client_copies as f64 / packets.max(1) as f64 + server_copies,
+    );
+    row.note = format!(
+        "netserver data path (DataPathHandle + RegionSpace); large frames zero_copy {} copied {}",
+        after.zero_copy, after.copied
     );
     Ok(row)
 }
@@ -604,6 +763,18 @@ mod tests {
     }
 
     #[test]
+    fn shared_datapath_case_runs() {
+        let opts = SharedOpts {
+            small_threshold: 128,
+            ring: 256,
+            lossy: true,
+            busy_poll: false,
+        };
+        let row = shared_datapath(1500, 2, Duration::from_millis(50), opts).unwrap();
+        assert!(row.packets > 0, "{row:?}");
+    }
+
+    #[test]
     fn emulated_case_runs() {
         let row = emulated(64, 2, Duration::from_millis(50), 256).unwrap();
         assert!(row.packets > 0, "{row:?}");
@@ -621,7 +792,7 @@ mod tests {
             ..DeliveryArgs::default()
         };
         let rows = run(&args).unwrap();
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len(), 5);
         assert!(rows[0].case.starts_with("kernel"));
         for r in &rows {
             let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
