@@ -427,6 +427,13 @@ mod tests {
     }
 
     #[test]
+    fn classifiers_can_be_shared_with_the_data_path() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Arc<Classifier>>();
+        shareable::<FilterSet>();
+    }
+
+    #[test]
     fn empty_set_is_not_interested() {
         assert_eq!(set().classifier().classify(&udp_frame(53), 42), 0);
     }

@@ -1,17 +1,20 @@
 //! The merged DPF trie of every installed filter.
 //!
 //! Every alternative of every installed filter is one path from the root:
-//! its atoms in the canonical order of [`path`], one edge per atom. The node
-//! at the end of the path records the filter (its tag and insertion
-//! sequence) as an [`Accept`]. Paths with a common prefix share nodes, so
-//! filters that test the same headers pay for those tests once.
+//! its atoms in the canonical order of [`path`] (EtherType before IP fields
+//! before ports; opaque tests last), one edge per atom. The node at the end
+//! of the path records the filter (its tag and insertion sequence) as an
+//! [`Accept`]. Paths with a common prefix share nodes, so filters that test
+//! the same headers pay for those tests once.
 //!
 //! Node kinds ([`node`]):
 //!
 //! - **hash nodes** ([`hash_node`]): every `Eq` edge out of a node that tests
 //!   the same field under the same mask is one entry of one hash table, value
-//!   → child. A packet does one load and one probe, whatever the number of
-//!   values — DPF's merge of atoms that differ only in their constant;
+//!   → child. A packet does one load and one probe ([`probe_table`]),
+//!   whatever the number of values — DPF's merge of atoms that differ only in
+//!   their constant. A wide hash node whose children all test one more field
+//!   and nothing else also looks both values up at once (pairs);
 //! - **test edges**: every other atom (`Ne`, relational tests, protocol
 //!   chains) is an edge of its own, shared when identical, evaluated per
 //!   packet;
@@ -19,9 +22,13 @@
 //!
 //! The depth of an accept is the length of its alternative, its specificity,
 //! so the walk finds the most specific match by keeping the deepest accept it
-//! reaches (lowest insertion sequence on a tie, see
-//! [`crate::classifier`]). Updates are persistent ([`builder`]): a new trie
-//! shares every untouched subtree with the old one.
+//! reaches (lowest insertion sequence on a tie, see [`crate::classifier`]).
+//! The walk is a bounded, allocation-free depth-first recursion that prunes
+//! subtrees whose deepest accept cannot win ([`node`]).
+//!
+//! Updates are persistent ([`builder`]): a new trie shares every untouched
+//! subtree with the old one, and a removal drops the nodes only the removed
+//! filter used.
 
 pub mod builder;
 pub mod hash_node;
