@@ -42,6 +42,63 @@ interface NetServer {
 
   info @1 () -> (info :ServerInfo);
   # What this server runs with: limits, sizes, its epoch.
+
+  bind @2 (transport :Transport, port :UInt16, options :BindOptions)
+      -> (fetch :Fetch, binding :Binding);
+  # Binds `transport` port `port` of the server's IP (`serve --ip`): installs
+  # the filter `dst host IP and TRANSPORT dst port PORT` (returned as
+  # `fetch`) and, with `options.ownMac`, gives the application a MAC of its
+  # own — random, locally administered, probed for collisions on the link,
+  # then announced; the call returns once the MAC is in use (about a
+  # second). Frames to that MAC reach `fetch` by destination MAC alone.
+  # `binding` sends frames from the bound MAC/IP/port (anything else is
+  # refused and counted). Dropping `binding` unbinds the port; dropping
+  # `fetch` removes the filter. Fails when the server has no IP, the port
+  # is bound already, or no free MAC was found.
+}
+
+enum Transport {
+  udp @0;
+  tcp @1;
+}
+
+struct BindOptions {
+  ownMac @0 :Bool = false;
+  # Give the application its own MAC (else it shares the canonical one).
+  filter @1 :FilterOptions;
+  # Options of the filter `bind` installs (queue limit, frames, …).
+}
+
+interface Binding {
+  # A bound port: where the application's frames may leave from.
+
+  info @0 () -> (info :BindingInfo);
+
+  send @1 (frame :Data) -> ();
+  # Emulated-mode transmit (fbufs-style through the RPC): sends one whole
+  # Ethernet frame. Its source MAC, IPv4 address, protocol and source port
+  # must be the binding's; otherwise it is refused with the reason and
+  # counted (`HostStats.txRefused`), and nothing leaves the interface.
+
+  sendParts @2 (header :Data, payload :Data) -> ();
+  # Scatter-gather: `header` then `payload` leave as one frame (a header
+  # page and a payload page). Same checks as `send`.
+
+  unbind @3 () -> ();
+  # Releases the port (and, with its last port, the application MAC) now.
+}
+
+struct BindingInfo {
+  mac @0 :Data;
+  # 6 bytes: the MAC frames of this binding leave from.
+  ownMac @1 :Bool;
+  # Whether `mac` is the application's own (else the canonical MAC).
+  ip @2 :Data;
+  # 4 bytes: the server's IPv4 address.
+  transport @3 :Transport;
+  port @4 :UInt16;
+  tag @5 :UInt64;
+  # The tag of the filter `bind` installed.
 }
 
 struct FilterOptions {
@@ -244,6 +301,61 @@ interface Operator {
 
   removeFilter @6 (tag :UInt64) -> ();
   # Removes a filter by tag (same errors as `filterStats`).
+
+  addRule @7 (action :RuleAction, expression :Text) -> (id :UInt32);
+  # Adds a firewall rule (pcap-filter expression). Rules run on every
+  # received frame before any dispatch (destination-MAC fast path, control
+  # plane, filters, zero-copy placement), in the order added; every
+  # matching rule counts the frame and the first matching `drop` drops it
+  # (counted as drop reason `firewall`).
+
+  removeRule @8 (id :UInt32) -> ();
+
+  rules @9 () -> (rules :List(RuleStats));
+  # Every rule with its counters.
+
+  hostStats @10 () -> (stats :HostStats);
+  # The control plane: identity, bindings, transmit and fast-path counters.
+
+  transmitted @11 (max :UInt32) -> (frames :List(Data));
+  # Emulated backend: takes up to `max` frames the server sent on the
+  # emulated wire (replies, probes, client sends), oldest first.
+}
+
+enum RuleAction {
+  drop @0;
+  count @1;
+}
+
+struct RuleStats {
+  id @0 :UInt32;
+  action @1 :RuleAction;
+  expression @2 :Text;
+  packets @3 :UInt64;
+  bytes @4 :UInt64;
+}
+
+struct HostStats {
+  configured @0 :Bool;
+  # Whether the server is a host (`serve --ip`); the rest is empty if not.
+  mac @1 :Data;
+  ip @2 :Data;
+  prefixLength @3 :UInt8;
+  controlReplies @4 :UInt64;
+  # Replies the control plane sent (ARP, xarp, ICMP echo).
+  macFastPath @5 :UInt64;
+  # Frames dispatched by destination MAC alone (application MACs).
+  txSent @6 :UInt64;
+  # Client frames sent after the anti-spoofing check.
+  txRefused @7 :List(DropCount);
+  # Client frames refused, by reason (`wrong_source_mac`, …).
+  txErrors @8 :UInt64;
+  # Frames the backend failed to send (including backends that cannot send).
+  hostSent @9 :UInt64;
+  # Frames the control plane originated (probes, announcements, ARP requests).
+  bindings @10 :List(BindingInfo);
+  neighbours @11 :UInt32;
+  # Entries in the ARP cache.
 }
 
 struct InjectedFrame {

@@ -170,7 +170,7 @@ impl InstallOptions {
 
     /// The geometry both sides will use: zeros replaced by the server's
     /// defaults, so the client's frame table matches the server's.
-    fn resolve(&self, info: &ServerInfo) -> Result<Geometry> {
+    pub(crate) fn resolve(&self, info: &ServerInfo) -> Result<Geometry> {
         let frames = if self.frames == 0 {
             info.default_frames
         } else {
@@ -200,7 +200,7 @@ impl InstallOptions {
         })
     }
 
-    fn fill(&self, geometry: &Geometry, mut builder: filter_options::Builder<'_>) {
+    pub(crate) fn fill(&self, geometry: &Geometry, mut builder: filter_options::Builder<'_>) {
         builder.set_mode(self.mode.to_schema());
         builder.set_queue_limit(self.queue_limit);
         builder.set_frames(geometry.frames);
@@ -260,6 +260,11 @@ impl Client {
     /// What the server runs with (read once at connect).
     pub fn info(&self) -> &ServerInfo {
         &self.info
+    }
+
+    /// The connection and bootstrap capability, for the `bind` module.
+    pub(crate) fn parts(&self) -> (&Rc<Connection>, &net_server::Client, &ServerInfo) {
+        (&self.conn, &self.server, &self.info)
     }
 
     /// Installs `expression` (pcap-filter syntax) with default options.
@@ -325,6 +330,13 @@ pub struct Operator {
 }
 
 struct OperatorCap(operator::Client);
+
+impl Operator {
+    /// The operator capability, for the `bind` module.
+    pub(crate) fn capability(&self) -> &operator::Client {
+        &self.op.0
+    }
+}
 
 impl std::fmt::Debug for OperatorCap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -51,6 +51,7 @@
 
 #![deny(unsafe_code)]
 
+mod bind;
 pub mod capture;
 mod connection;
 pub mod decode;
@@ -59,7 +60,12 @@ mod fetch;
 mod frames;
 mod shared;
 mod stats;
+pub mod sys;
+pub mod xarp;
 
+pub use bind::{
+    format_mac, BindOptions, Binding, BindingInfo, HostStats, RuleAction, RuleStats, Transport,
+};
 pub use connection::{
     connect, operator_socket_path, Client, InjectFrame, InstallOptions, Operator,
 };

@@ -39,6 +39,57 @@ pub struct Config {
     /// Shared mode: protocol violations after which an exchange region (and
     /// its fetch capability) is revoked.
     pub revoke_after: u64,
+    /// The host's identity on the link (`--ip`, `--mac`), if it is a host.
+    pub host: Option<HostIdentity>,
+}
+
+/// `serve --ip A.B.C.D/LEN [--mac M]`: the server as a host on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub ip: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    /// The canonical MAC; `None`: the interface's (af_packet), else random.
+    pub mac: Option<crate::host::MacAddr>,
+    /// Seeds the draw of application MACs (tests make collisions
+    /// deterministic with it); `None`: from the OS.
+    pub mac_seed: Option<u64>,
+}
+
+impl HostIdentity {
+    /// Parses `A.B.C.D/LEN` (the prefix length is required).
+    pub fn parse_ip(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected A.B.C.D/LEN, e.g. 10.0.0.1/24"))?;
+        let ip = ip
+            .parse()
+            .map_err(|e| format!("{s:?}: bad IPv4 address: {e}"))?;
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| (1..=32).contains(l))
+            .ok_or_else(|| format!("{s:?}: the prefix length must be 1..=32"))?;
+        Ok((ip, len))
+    }
+
+    /// Parses a MAC `aa:bb:cc:dd:ee:ff` (unicast).
+    pub fn parse_mac(s: &str) -> Result<crate::host::MacAddr, String> {
+        let mut octets = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for o in &mut octets {
+            *o = parts
+                .next()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("{s:?}: expected a MAC like 02:00:00:00:00:01"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("{s:?}: expected six octets"));
+        }
+        if octets[0] & 1 != 0 {
+            return Err(format!("{s:?}: a group (multicast) MAC cannot be a host's"));
+        }
+        Ok(crate::host::MacAddr(octets))
+    }
 }
 
 impl Config {
@@ -60,6 +111,7 @@ impl Config {
             max_queue_limit: 65_536,
             max_filters: 1024,
             rx_ring: 1024,
+            host: None,
             revoke_after: 1024,
         }
     }

@@ -147,6 +147,8 @@ pub struct ControlPlane {
     started: Instant,
     stopping: Cell<bool>,
     shutdown: tokio::sync::Notify,
+    /// The host half of the control plane (issue 5): bind, transmit, rules.
+    host: Option<crate::hostpath::HostControl>,
 }
 
 impl ControlPlane {
@@ -175,6 +177,7 @@ impl ControlPlane {
             started: Instant::now(),
             stopping: Cell::new(false),
             shutdown: tokio::sync::Notify::new(),
+            host: None,
         }
     }
 
@@ -249,6 +252,17 @@ impl ControlPlane {
             frame_size: c.frame_size,
             small_slot_size: c.small_slot_size(),
         })
+    }
+
+    /// Attaches the control-plane half of the host (see [`crate::hostpath`]).
+    pub fn with_host(mut self, host: crate::hostpath::HostControl) -> ControlPlane {
+        self.host = Some(host);
+        self
+    }
+
+    /// The host half, if this control plane has one.
+    pub fn host(&self) -> Option<&crate::hostpath::HostControl> {
+        self.host.as_ref()
     }
 
     pub fn epoch(&self) -> u16 {

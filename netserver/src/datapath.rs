@@ -17,6 +17,7 @@ use filters::{Classifier, Program, NOT_INTERESTED};
 use crate::backend::af_packet::FrameBody;
 use crate::backend::{Backend, RxFrame, Wake};
 use crate::filter::{Filter, SharedPath};
+use crate::hostpath::{HostPath, Route};
 use crate::place::{OverflowPool, Source};
 use crate::stats::{Counters, DropReason};
 use crate::tag::Tag;
@@ -152,6 +153,8 @@ struct DataPath {
     /// A frame's worth of server memory, to complete a peeked frame that an
     /// emulated filter, a monitor or the overflow pool needs in full.
     scratch: Box<[u8]>,
+    /// Firewall, control plane, destination-MAC fast path (issue 5).
+    host: HostPath,
 }
 
 impl DataPath {
@@ -215,8 +218,17 @@ impl DataPath {
     /// backend only peeked (`data` is its head): it is written straight into
     /// a shared-mode client's frame when that client alone gets it, and
     /// completed into `scratch` otherwise.
+    ///
+    /// Operator rules run first, on the head, so that no delivery path —
+    /// zero copy included — bypasses them; then the host's control plane
+    /// and the destination-MAC fast path ([`crate::hostpath`]).
     fn process(&mut self, frame: &RxFrame<'_>, body: Option<&dyn FrameBody>) {
-        let tag = self.classifier.classify(frame.data, frame.wire_len);
+        let tag = match self.host.receive(frame) {
+            Route::Dropped => return self.global.drop_on_entry(DropReason::Firewall),
+            Route::Control => return self.global.enter_control(),
+            Route::Owner(tag) => tag,
+            Route::Classify => self.classifier.classify(frame.data, frame.wire_len),
+        };
         if let Some(body) = body {
             let straight = tag != NOT_INTERESTED
                 && self.exclusive.get(&tag).is_some_and(|s| {
@@ -319,12 +331,26 @@ pub struct DataPathHandle {
 }
 
 impl DataPathHandle {
-    /// Starts the data-path thread on `backend`.
+    /// Starts the data-path thread on `backend`, with no host (firewall
+    /// only, no rules).
     pub fn spawn(
+        backend: Box<dyn Backend>,
+        pool: Arc<OverflowPool>,
+        global: Arc<Counters>,
+        wake: Wake,
+    ) -> std::io::Result<DataPathHandle> {
+        let (_, host) = crate::hostpath::HostControl::disabled(wake.clone());
+        Self::spawn_with_host(backend, pool, global, wake, host)
+    }
+
+    /// Starts the data-path thread on `backend`, with the host half of the
+    /// control plane (see [`crate::hostpath`]).
+    pub fn spawn_with_host(
         mut backend: Box<dyn Backend>,
         pool: Arc<OverflowPool>,
         global: Arc<Counters>,
         wake: Wake,
+        host: HostPath,
     ) -> std::io::Result<DataPathHandle> {
         let (tx, rx): (Sender<Command>, Receiver<Command>) = crossbeam_channel::unbounded();
         let thread_wake = wake.clone();
@@ -340,6 +366,7 @@ impl DataPathHandle {
                     pool,
                     global,
                     shared: 0,
+                    host,
                 };
                 tracing::debug!(backend = backend.name(), "data path running");
                 loop {
@@ -366,8 +393,10 @@ impl DataPathHandle {
                         None => backend.recv_batch(BATCH, &mut |f| dp.process(f, None)),
                     };
                     let waiting = dp.after_batch();
+                    dp.host.service(&mut *backend, n > 0);
                     if n == 0 {
-                        backend.wait(if waiting { WAITING_WAIT } else { IDLE_WAIT });
+                        let longest = if waiting { WAITING_WAIT } else { IDLE_WAIT };
+                        backend.wait(dp.host.wait_for(longest));
                     }
                 }
             })?;

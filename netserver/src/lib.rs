@@ -36,6 +36,7 @@ pub mod demo;
 pub mod exchange;
 pub mod filter;
 pub mod host;
+pub mod hostpath;
 pub mod place;
 pub mod pool;
 pub mod rpc;

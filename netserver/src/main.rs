@@ -51,8 +51,13 @@ struct ServeArgs {
     /// Default: $NETSERVER_SOCKET, else /tmp/netserver.sock.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Where frames come from: `emulated` (Operator.inject) or `pcap:FILE` (replay).
-    #[arg(long, default_value = "emulated", value_name = "emulated|pcap:FILE")]
+    /// Where frames come from: `emulated` (Operator.inject), `pcap:FILE` (replay),
+    /// `af_packet:IFACE` or `tap:NAME` (a real interface).
+    #[arg(
+        long,
+        default_value = "emulated",
+        value_name = "emulated|pcap:FILE|af_packet:IFACE|tap:NAME"
+    )]
     backend: String,
     /// pcap replay: frames per second (default: as fast as the data path takes them).
     #[arg(long, value_name = "PPS")]
@@ -87,6 +92,17 @@ struct ServeArgs {
     /// Frames in the backend's receive ring.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     rx_ring: u32,
+    /// Be a host on the link with this IPv4 address and prefix: answer ARP
+    /// and ping, let clients `bind` ports (with MACs of their own) and send.
+    #[arg(long, value_name = "A.B.C.D/LEN")]
+    ip: Option<String>,
+    /// The host's canonical MAC (default: the interface's for af_packet,
+    /// else a random locally administered one). Needs --ip.
+    #[arg(long, value_name = "MAC", requires = "ip")]
+    mac: Option<String>,
+    /// Seed for drawing application MACs (tests: deterministic collisions).
+    #[arg(long, value_name = "N", hide = true, requires = "ip")]
+    mac_seed: Option<u64>,
 }
 
 impl ServeArgs {
@@ -113,6 +129,23 @@ impl ServeArgs {
         c.max_frames = self.max_frames;
         c.max_filters = self.max_filters;
         c.rx_ring = self.rx_ring;
+        if let Some(ip) = &self.ip {
+            let (ip, prefix_len) =
+                netserver::config::HostIdentity::parse_ip(ip).map_err(|e| format!("--ip: {e}"))?;
+            let mac = match &self.mac {
+                Some(m) => Some(
+                    netserver::config::HostIdentity::parse_mac(m)
+                        .map_err(|e| format!("--mac: {e}"))?,
+                ),
+                None => None,
+            };
+            c.host = Some(netserver::config::HostIdentity {
+                ip,
+                prefix_len,
+                mac,
+                mac_seed: self.mac_seed,
+            });
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }

@@ -26,6 +26,8 @@ use crate::backend::{Backend, BackendError, BackendSpec, Wake};
 use crate::config::{Config, ConfigError};
 use crate::control::ControlPlane;
 use crate::datapath::DataPathHandle;
+use crate::host::{HostConfig, MacAddr};
+use crate::hostpath::HostControl;
 use crate::place::OverflowPool;
 use crate::rpc::{reader_options, NetServerImpl, OperatorImpl};
 use crate::stats::Counters;
@@ -149,6 +151,39 @@ fn start_backend(config: &Config, wake: &Wake) -> Result<Box<dyn Backend>, Serve
     })
 }
 
+/// The host's identity from `--ip`/`--mac`: the canonical MAC defaults to
+/// the interface's (af_packet), else a random locally administered one.
+fn host_config(config: &Config) -> Result<Option<HostConfig>, ServeError> {
+    let Some(id) = config.host else {
+        return Ok(None);
+    };
+    let mac = match (id.mac, &config.backend) {
+        (Some(mac), _) => mac,
+        (None, BackendSpec::AfPacket(iface)) => {
+            crate::sys::netif::info(iface)
+                .map_err(|source| BackendError::Device {
+                    backend: format!("af_packet:{iface}"),
+                    source,
+                })?
+                .mac
+        }
+        (None, _) => {
+            let mut rng = rand::rng();
+            crate::host::mac::random_app_mac(&mut rng, |_| false)
+                .unwrap_or(MacAddr([2, 0, 0, 0, 0, 1]))
+        }
+    };
+    Ok(Some(HostConfig::new(mac, id.ip, id.prefix_len)))
+}
+
+fn mac_rng(config: &Config) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    match config.host.and_then(|h| h.mac_seed) {
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+        None => rand::rngs::StdRng::from_os_rng(),
+    }
+}
+
 /// Runs a server until an operator asks it to stop or the process gets
 /// SIGINT/SIGTERM. Blocks; call from a thread of its own.
 pub fn serve(config: Config) -> Result<(), ServeError> {
@@ -168,8 +203,14 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
         config.frame_size as usize,
         config.small_threshold as usize,
     ));
-    let datapath = DataPathHandle::spawn(backend, pool.clone(), global.clone(), wake)
-        .map_err(ServeError::Thread)?;
+    let host_config = host_config(&config)?;
+    let (host, host_path) = HostControl::new(host_config, mac_rng(&config), wake.clone());
+    if let Some(h) = &host_config {
+        tracing::info!(ip = %h.ip, prefix = h.prefix_len, mac = %h.mac, "host on the link");
+    }
+    let datapath =
+        DataPathHandle::spawn_with_host(backend, pool.clone(), global.clone(), wake, host_path)
+            .map_err(ServeError::Thread)?;
     let attach_book = Arc::new(AttachBook::new(
         datapath.commander(),
         exchange::server::ServerConfig {
@@ -211,7 +252,8 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
             pool,
             injector,
             backend_name.clone(),
-        );
+        )
+        .with_host(host);
         if _acceptor.is_some() {
             cp = cp.with_attach(attach_book);
         }

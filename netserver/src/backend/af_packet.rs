@@ -280,6 +280,10 @@ impl Backend for AfPacket {
         }
     }
 
+    fn send_batch(&mut self, frames: &[&[u8]], on_done: &mut dyn FnMut(usize, io::Result<usize>)) {
+        self.ring.send_batch(frames, on_done);
+    }
+
     fn wait(&mut self, timeout: Duration) {
         if let Err(e) = self.ring.wait_batch(Some(timeout)) {
             self.log_error("wait", &e);

@@ -97,6 +97,19 @@ pub trait Backend: Send {
         None
     }
 
+    /// Sends `frames` out of the interface, in order, and reports each
+    /// result to `on_done(index, result)` before returning. Backends that
+    /// cannot send (pcap replay) refuse every frame with `Unsupported`.
+    fn send_batch(
+        &mut self,
+        frames: &[&[u8]],
+        on_done: &mut dyn FnMut(usize, std::io::Result<usize>),
+    ) {
+        for i in 0..frames.len() {
+            on_done(i, Err(std::io::ErrorKind::Unsupported.into()));
+        }
+    }
+
     /// The emulated NIC's injection point, if this backend has one.
     fn injector(&self) -> Option<emulated::Injector> {
         None

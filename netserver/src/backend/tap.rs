@@ -77,6 +77,12 @@ impl Backend for Tap {
         &self.name
     }
 
+    fn send_batch(&mut self, frames: &[&[u8]], on_done: &mut dyn FnMut(usize, io::Result<usize>)) {
+        for (i, f) in frames.iter().enumerate() {
+            on_done(i, self.dev.send(f));
+        }
+    }
+
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
         let mut n = 0;
         while n < max {

@@ -3,7 +3,9 @@
 //! as `capnp::Error::failed` with the error's message, which says what was
 //! wrong and what to do.
 
+pub mod bind;
 mod fetch;
+mod firewall;
 mod netserver;
 mod operator;
 

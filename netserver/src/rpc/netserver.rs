@@ -43,4 +43,12 @@ impl net_server::Server for NetServerImpl {
         super::fill_info(results.get().init_info(), &self.cp);
         Ok(())
     }
+
+    async fn bind(
+        self: This<Self>,
+        params: net_server::BindParams,
+        results: net_server::BindResults,
+    ) -> capnp::Result<()> {
+        super::bind::bind(&self.cp, params, results).await
+    }
 }

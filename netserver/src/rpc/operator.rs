@@ -134,4 +134,44 @@ impl operator::Server for OperatorImpl {
         let tag = params.get()?.get_tag();
         self.cp.remove(tag).map_err(failed)
     }
+
+    async fn add_rule(
+        self: This<Self>,
+        params: operator::AddRuleParams,
+        results: operator::AddRuleResults,
+    ) -> capnp::Result<()> {
+        super::firewall::add_rule(&self.cp, params, results)
+    }
+
+    async fn remove_rule(
+        self: This<Self>,
+        params: operator::RemoveRuleParams,
+        _: operator::RemoveRuleResults,
+    ) -> capnp::Result<()> {
+        super::firewall::remove_rule(&self.cp, params)
+    }
+
+    async fn rules(
+        self: This<Self>,
+        _: operator::RulesParams,
+        results: operator::RulesResults,
+    ) -> capnp::Result<()> {
+        super::firewall::rules(&self.cp, results)
+    }
+
+    async fn host_stats(
+        self: This<Self>,
+        _: operator::HostStatsParams,
+        results: operator::HostStatsResults,
+    ) -> capnp::Result<()> {
+        super::firewall::host_stats(&self.cp, results).await
+    }
+
+    async fn transmitted(
+        self: This<Self>,
+        params: operator::TransmittedParams,
+        results: operator::TransmittedResults,
+    ) -> capnp::Result<()> {
+        super::firewall::transmitted(&self.cp, params, results)
+    }
 }

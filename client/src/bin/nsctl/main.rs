@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod filter;
+mod host;
 mod server;
 
 #[derive(Parser)]
@@ -22,6 +23,15 @@ enum Command {
     Filter(filter::FilterCommand),
     #[command(flatten)]
     Server(server::ServerCommand),
+    /// Resolve IP:PORT to the MAC of the application bound to it, over the
+    /// wire (extended ARP; raw socket, needs root). Prints `MAC application`
+    /// or `MAC canonical`.
+    Resolve(host::ResolveArgs),
+    /// Operator firewall rules (drop/count by filter expression).
+    #[command(subcommand)]
+    Rule(host::RuleCommand),
+    /// The server's control plane: identity, bindings, transmit counters (operator).
+    Host(server::SocketArg),
 }
 
 fn main() -> ExitCode {
@@ -33,5 +43,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Filter(command) => filter::run(command),
         Command::Server(command) => server::run(command),
+        Command::Resolve(args) => host::resolve(args),
+        Command::Rule(command) => host::rule(command),
+        Command::Host(socket) => host::host(socket),
     }
 }

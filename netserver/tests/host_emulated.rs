@@ -1,0 +1,318 @@
+//! The server as a host, end to end over RPC on the emulated backend (no
+//! privileges): ARP and ping answered, `bind` with an application MAC,
+//! extended ARP, transmit with anti-spoofing, the destination-MAC fast
+//! path, and operator firewall rules. Frames go in with `Operator.inject`
+//! and what the server sends comes back from `Operator.transmitted`.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use netclient::{BindOptions, InjectFrame, Operator, RuleAction, Transport};
+
+const CANONICAL: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+const PEER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x02];
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        let dir =
+            std::env::temp_dir().join(format!("netserver-host-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("ns.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_netserver"))
+            .args(["serve", "--backend", "emulated", "--ip", "10.9.0.1/24"])
+            .args(["--mac", "02:aa:00:00:00:01"])
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start netserver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !Path::new(&format!("{}.operator", socket.display())).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not create its sockets"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, dir }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("ns.sock")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn arp_request() -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&PEER_MAC);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    let a = &mut f[14..];
+    a[0..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    a[8..14].copy_from_slice(&PEER_MAC);
+    a[14..18].copy_from_slice(&PEER_IP.octets());
+    a[24..28].copy_from_slice(&HOST_IP.octets());
+    f
+}
+
+fn ping(dst_mac: [u8; 6]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(PEER_MAC, dst_mac)
+        .ipv4(PEER_IP.octets(), HOST_IP.octets(), 64)
+        .icmpv4_echo_request(0x1234, 7);
+    let mut f = Vec::new();
+    b.write(&mut f, b"ping payload").unwrap();
+    f
+}
+
+fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    data: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .udp(src.1, dst.1);
+    let mut f = Vec::new();
+    b.write(&mut f, data).unwrap();
+    f
+}
+
+async fn inject(op: &Operator, frame: &[u8]) {
+    let n = op
+        .inject(&[InjectFrame {
+            data: frame,
+            wire_len: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Frames the server sent, waiting until `pred` holds for one of them.
+async fn wait_sent(op: &Operator, what: &str, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for f in op.transmitted(256).await.unwrap() {
+            if pred(&f) {
+                return f;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server never sent {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn arp_and_ping_are_answered_and_counted_as_control() {
+    let server = Server::start("arp");
+    let socket = server.socket();
+    netclient::block_on(async move {
+        let op = Operator::connect(&socket).await.unwrap();
+        inject(&op, &arp_request()).await;
+        let reply = wait_sent(&op, "an ARP reply", |f| {
+            f.get(12..14) == Some(&[8, 6]) && f.get(20..22) == Some(&[0, 2])
+        })
+        .await;
+        assert_eq!(&reply[0..6], &PEER_MAC);
+        assert_eq!(
+            &reply[22..28],
+            &CANONICAL,
+            "plain ARP answers the canonical MAC"
+        );
+        inject(&op, &ping(CANONICAL)).await;
+        let echo = wait_sent(&op, "an echo reply", |f| {
+            SlicedPacket::from_ethernet(f).is_ok_and(
+                |p| matches!(p.transport, Some(TransportSlice::Icmpv4(ref i)) if i.type_u8() == 0),
+            )
+        })
+        .await;
+        assert_eq!(&echo[0..6], &PEER_MAC);
+        assert!(echo.windows(12).any(|w| w == b"ping payload"));
+        let stats = op.stats().await.unwrap();
+        assert_eq!(stats.control, 2, "{stats:?}");
+        let host = op.host_stats().await.unwrap();
+        assert_eq!(host.control_replies, 2);
+        assert_eq!(host.mac, Some(CANONICAL));
+    })
+    .unwrap();
+}
+
+#[test]
+fn bind_with_own_mac_resolve_fast_path_spoofing_and_firewall() {
+    let server = Server::start("bind");
+    let socket = server.socket();
+    netclient::block_on(async move {
+        let op = Operator::connect(&socket).await.unwrap();
+        let client = netclient::connect(&socket).await.unwrap();
+        let options = BindOptions {
+            own_mac: true,
+            ..Default::default()
+        };
+        let (mut fetch, binding) = client.bind(Transport::Udp, 7001, &options).await.unwrap();
+        let mac = binding.info().mac;
+        assert!(binding.info().own_mac);
+        assert_ne!(mac, CANONICAL);
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+        // A second application on another port gets another MAC.
+        let (_fetch2, binding2) = client.bind(Transport::Udp, 7002, &options).await.unwrap();
+        assert_ne!(binding2.info().mac, mac);
+        // The same port twice is refused.
+        let again = client.bind(Transport::Udp, 7001, &options).await;
+        assert!(again.is_err(), "{again:?}");
+
+        // Extended ARP: the netclient encoder against the server's decoder
+        // and back.
+        op.transmitted(4096).await.unwrap();
+        let request = netclient::xarp::resolve_request(PEER_MAC, PEER_IP, HOST_IP, 17, 7001);
+        inject(&op, &request).await;
+        let reply = wait_sent(&op, "an xarp reply", |f| {
+            netclient::xarp::parse_reply(f, PEER_MAC, HOST_IP, 17, 7001).is_some()
+        })
+        .await;
+        let resolved = netclient::xarp::parse_reply(&reply, PEER_MAC, HOST_IP, 17, 7001).unwrap();
+        assert_eq!(resolved.mac, mac);
+        assert_eq!(resolved.status, netclient::xarp::ResolveStatus::Application);
+        let request = netclient::xarp::resolve_request(PEER_MAC, PEER_IP, HOST_IP, 17, 9);
+        inject(&op, &request).await;
+        let reply = wait_sent(&op, "an xarp reply for an unbound port", |f| {
+            netclient::xarp::parse_reply(f, PEER_MAC, HOST_IP, 17, 9).is_some()
+        })
+        .await;
+        let resolved = netclient::xarp::parse_reply(&reply, PEER_MAC, HOST_IP, 17, 9).unwrap();
+        assert_eq!(resolved.mac, CANONICAL);
+        assert_eq!(resolved.status, netclient::xarp::ResolveStatus::Canonical);
+
+        // Fast path: a datagram to the application MAC reaches its fetch.
+        let to_app = udp(
+            PEER_MAC,
+            mac,
+            (PEER_IP, 5555),
+            (HOST_IP, 7001),
+            b"to the app mac",
+        );
+        inject(&op, &to_app).await;
+        // And one to the canonical MAC reaches it through the IP filter.
+        let to_ip = udp(
+            PEER_MAC,
+            CANONICAL,
+            (PEER_IP, 5555),
+            (HOST_IP, 7001),
+            b"to the host ip",
+        );
+        inject(&op, &to_ip).await;
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 2 {
+            got.extend(fetch.fetch_batch(8).await.unwrap());
+            assert!(Instant::now() < deadline, "got {} of 2", got.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(got[0].data, to_app);
+        assert_eq!(got[1].data, to_ip);
+        assert_eq!(op.host_stats().await.unwrap().mac_fast_path, 1);
+
+        // Transmit: a correct frame leaves (scatter-gather) …
+        op.transmitted(4096).await.unwrap();
+        let good = udp(mac, PEER_MAC, (HOST_IP, 7001), (PEER_IP, 5555), b"echo");
+        let (h, p) = good.split_at(42);
+        binding.send_parts(h, p).await.unwrap();
+        let sent = wait_sent(&op, "the client's frame", |f| f == &good[..]).await;
+        assert_eq!(sent, good);
+        // … forged ones are refused, counted, and nothing leaves.
+        let forged_mac = udp(
+            CANONICAL,
+            PEER_MAC,
+            (HOST_IP, 7001),
+            (PEER_IP, 5555),
+            b"forged",
+        );
+        let e = binding.send(&forged_mac).await.unwrap_err();
+        assert!(e.to_string().contains("source MAC"), "{e}");
+        let forged_port = udp(mac, PEER_MAC, (HOST_IP, 7002), (PEER_IP, 5555), b"forged");
+        assert!(binding.send(&forged_port).await.is_err());
+        let forged_ip = udp(
+            mac,
+            PEER_MAC,
+            (Ipv4Addr::new(10, 9, 0, 66), 7001),
+            (PEER_IP, 5555),
+            b"forged",
+        );
+        assert!(binding.send(&forged_ip).await.is_err());
+        let host = op.host_stats().await.unwrap();
+        assert_eq!(host.refused_for("wrong_source_mac"), 1, "{host:?}");
+        assert_eq!(host.refused_for("wrong_source_port"), 1, "{host:?}");
+        assert_eq!(host.refused_for("wrong_source_ip"), 1, "{host:?}");
+        assert_eq!(host.tx_sent, 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let leaked: Vec<_> = op
+            .transmitted(4096)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.windows(6).any(|w| w == b"forged"))
+            .collect();
+        assert!(leaked.is_empty(), "a forged frame left the interface");
+        assert_eq!(host.bindings.len(), 2);
+
+        // Firewall: a drop rule stops frames before any client, fast path
+        // included; a count rule counts.
+        let count = op.add_rule(RuleAction::Count, "udp").await.unwrap();
+        let drop = op
+            .add_rule(RuleAction::Drop, "udp dst port 7001")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        inject(&op, &to_app).await;
+        inject(&op, &to_ip).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            fetch.fetch_batch(8).await.unwrap().is_empty(),
+            "a dropped frame was delivered"
+        );
+        let rules = op.rules().await.unwrap();
+        assert_eq!(rules.iter().find(|r| r.id == drop).unwrap().packets, 2);
+        assert_eq!(rules.iter().find(|r| r.id == count).unwrap().packets, 2);
+        let stats = op.stats().await.unwrap();
+        assert_eq!(stats.drops_for("firewall"), 2, "{stats:?}");
+        op.remove_rule(drop).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        inject(&op, &to_app).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if !fetch.fetch_batch(8).await.unwrap().is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery did not resume after the rule went"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Unbinding frees the port.
+        binding.unbind().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(op.host_stats().await.unwrap().bindings.len(), 1);
+    })
+    .unwrap();
+}
