@@ -82,6 +82,12 @@ pub enum InstallFilterError {
     TooManyFilters { max: u32 },
     #[error("the server is shutting down")]
     Stopping,
+    #[error(
+        "filter {expression:?} is already claimed: an identical exclusive filter (tag \
+         {existing:#018x}) owns this traffic; use a more specific expression, or ask the \
+         operator for a monitor filter"
+    )]
+    Claimed { expression: String, existing: Tag },
 }
 
 /// Why `attachRegion` was refused.
@@ -357,6 +363,18 @@ impl ControlPlane {
                 expression: expression.to_owned(),
                 source,
             })?;
+        // DESIGN: a client may not claim traffic another client's filter
+        // already owns exclusively. An identical exclusive filter would never
+        // receive a frame (the first installed wins ties), so refuse it
+        // clearly instead; the operator may still install one.
+        if options.mode == Mode::Exclusive && authority == Authority::Client {
+            if let Some(existing) = self.exclusive.borrow().identical(&program) {
+                return Err(InstallFilterError::Claimed {
+                    expression: expression.to_owned(),
+                    existing,
+                });
+            }
+        }
         let tag = self.tags.issue();
         let set = match options.mode {
             Mode::Exclusive => &self.exclusive,
