@@ -153,6 +153,17 @@ fn serve_binary_end_to_end_in_emulated_mode() {
 
         let mut dns = client.install("udp port 53").await.unwrap();
         let mut arp = client.install("arp").await.unwrap();
+        // The same traffic cannot be claimed twice: an identical exclusive
+        // filter (written differently) is refused, naming the owner's tag.
+        let e = client
+            .install("port 53 and udp")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("already claimed") && e.contains(&format!("{:#018x}", dns.tag())),
+            "{e}"
+        );
         let mut mon = operator.install_with("icmp", &monitor).await.unwrap();
         assert_ne!(dns.tag(), arp.tag());
         assert_eq!(dns.tag() >> 48, arp.tag() >> 48, "one epoch per run");
