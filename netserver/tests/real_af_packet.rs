@@ -82,9 +82,12 @@ fn recv_peek_place(ring: &mut PacketRing, n: usize) -> (Vec<Vec<u8>>, usize) {
     let mut large = 0;
     let mut dst = vec![0u8; 65536];
     while got.len() < n {
+        let peek_len = ring.peek_len();
         let Some(peek) = ring.peek(WAIT).expect("peek") else {
             panic!("timed out after {} of {n} frames", got.len());
         };
+        // Also with a reinserted VLAN tag: callers size copies by peek_len.
+        assert!(peek.head.len() <= peek_len, "head longer than the peek");
         if peek.is_complete() {
             let frame = peek.head.to_vec();
             assert_eq!(ring.consume().expect("consume"), frame.len());
@@ -332,7 +335,7 @@ mod backend {
     use exchange::{pass, ClientRegion, Geometry, Received, RxMeta, ServerConfig, ServerRegion};
     use netserver::backend::af_packet::{AfPacket, AfPacketOptions};
     use netserver::backend::Backend;
-    use netserver::testing::netns::{real_mode_or_skip, SERVER_IF};
+    use netserver::testing::netns::{real_mode_or_skip, PEER_IF, SERVER_IF};
 
     use super::{assert_same_frames, capture, capture_frames};
 
@@ -397,16 +400,25 @@ mod backend {
         let (mut client, mut frames, mut server) = region();
         client.fill(&mut frames).unwrap();
         let mut nic = lab.server.run(open);
-        lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
+        // At a moderate rate, in the background: frames also arrive while
+        // the loop below idles in `wait`, as they do for the data path.
+        let mut replay = lab
+            .peer
+            .command("tcpreplay")
+            .arg(format!("--intf1={PEER_IF}"))
+            .args(["--pps", "2000"])
+            .arg(capture("tcpdump-afs.pcap"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
             .expect("tcpreplay");
 
         let mut got = Vec::new();
         let mut small = [0u8; 128];
         let mut idle = 0;
-        while got.len() < want.len() && idle < 20 {
+        while got.len() < want.len() && idle < 100 {
             server.refill().unwrap();
             // The data path's side: classify on `data`, then place.
-            let n = nic.recv_placed(8, Duration::from_millis(100), &mut |f, body| {
+            let n = nic.recv_placed(8, Duration::ZERO, &mut |f, body| {
                 let meta = RxMeta {
                     tag: 1,
                     timestamp_ns: f.ts_ns,
@@ -434,6 +446,12 @@ mod backend {
             server.publish().unwrap();
             if n == 0 {
                 idle += 1;
+                // Idle like the data path: the wait must not start the
+                // batched receive, which would take the next frames whole
+                // into server buffers (copied).
+                nic.wait(Duration::from_millis(20));
+            } else {
+                idle = 0;
             }
             // The client's side: take everything, give the frames back.
             while let Some(p) = client
@@ -456,6 +474,7 @@ mod backend {
             }
             client.fill(&mut frames).unwrap();
         }
+        assert!(replay.wait().expect("tcpreplay").success());
         assert_same_frames(&got, &want);
         let c = nic.counters();
         let large = want.iter().filter(|f| f.len() > 128).count() as u64;

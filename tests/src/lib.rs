@@ -9,7 +9,7 @@
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -160,6 +160,11 @@ impl Drop for TempDir {
 pub struct Server {
     child: Option<Child>,
     mode: Mode,
+    /// Real mode: `ip netns exec NAME` (the server runs in that network
+    /// namespace; its sockets are files, visible from outside).
+    netns: Option<String>,
+    /// `--backend` (default: the mode's, the emulated NIC).
+    backend: Option<String>,
     extra: Vec<String>,
     socket: PathBuf,
     log: PathBuf,
@@ -175,10 +180,34 @@ impl Server {
 
     /// Like [`Server::start`], with extra `serve` arguments.
     pub fn start_with(mode: Mode, extra: &[&str]) -> Server {
+        Server::launch(mode, None, None, extra)
+    }
+
+    /// Real mode: a server in network namespace `netns` on the real
+    /// interface `iface` (`--backend af_packet:IFACE`), for shared-mode
+    /// clients. The server is the namespace's process; the test's clients
+    /// reach its sockets through the file system from any namespace.
+    pub fn start_af_packet(netns: &str, iface: &str, extra: &[&str]) -> Server {
+        Server::launch(
+            Mode::Shared,
+            Some(netns.to_string()),
+            Some(format!("af_packet:{iface}")),
+            extra,
+        )
+    }
+
+    fn launch(
+        mode: Mode,
+        netns: Option<String>,
+        backend: Option<String>,
+        extra: &[&str],
+    ) -> Server {
         let dir = TempDir::new("server");
         let mut server = Server {
             child: None,
             mode,
+            netns,
+            backend,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             socket: dir.path().join("ns.sock"),
             log: PathBuf::new(),
@@ -193,12 +222,21 @@ impl Server {
         self.starts += 1;
         self.log = self.dir.path().join(format!("server-{}.log", self.starts));
         let log = std::fs::File::create(&self.log).expect("server log");
-        let mut command = Command::new(binary("netserver"));
+        let mut command = match &self.netns {
+            // `ip netns exec` execs the program: the child is the server.
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(binary("netserver"));
+                c
+            }
+            None => Command::new(binary("netserver")),
+        };
+        command.arg("serve").arg("--socket").arg(&self.socket);
+        match &self.backend {
+            Some(backend) => command.args(["--backend", backend]),
+            None => command.args(self.mode.server_args()),
+        };
         command
-            .arg("serve")
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(self.mode.server_args())
             .args(&self.extra)
             .env(
                 "RUST_LOG",
@@ -398,12 +436,16 @@ impl ClientProcess {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, stderr_lines) = mpsc::channel();
-        let mut out = child.stdout.take().expect("stdout pipe");
+        let out = child.stdout.take().expect("stdout pipe");
         let out_buf = stdout.clone();
         let t1 = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            out_buf.lock().unwrap().push_str(&s);
+            // Line by line, so that a test can watch a client's progress.
+            let mut out = BufReader::new(out);
+            let mut line = String::new();
+            while matches!(out.read_line(&mut line), Ok(n) if n > 0) {
+                out_buf.lock().unwrap().push_str(&line);
+                line.clear();
+            }
         });
         let err = child.stderr.take().expect("stderr pipe");
         let err_buf = stderr.clone();
@@ -465,6 +507,39 @@ impl ClientProcess {
             .and_then(|s| s.split_whitespace().next())
             .unwrap_or_else(|| panic!("unparsable install line {line:?}"));
         u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("bad tag in {line:?}"))
+    }
+
+    /// Waits until the process has printed at least `n` complete lines on
+    /// stdout (e.g. `nsctl install` without `--quiet`: one per packet).
+    pub fn wait_for_stdout_lines(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.stdout.lock().unwrap().matches('\n').count();
+            if seen >= n {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "`{}` printed {seen} of {n} stdout lines within {timeout:?}; \
+                     stderr so far:\n{}",
+                    self.command,
+                    self.stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM (`nsctl install` then prints its summary, finishes its
+    /// `--write` file and exits 0); reap it with [`wait`](Self::wait).
+    pub fn terminate(&self) {
+        if let Some(pid) = self
+            .child
+            .as_ref()
+            .and_then(|c| rustix::process::Pid::from_raw(c.id() as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
     }
 
     /// The OS process id.

@@ -15,6 +15,9 @@
 //!   fill page — so the kernel writes the payload once and user space copies
 //!   nothing. A frame no one wrote out (small: complete in `data`; or
 //!   dropped) is dequeued after the callback. One `io_uring_enter` per frame.
+//!   After it, [`Backend::wait`] waits with a peek too: starting the batched
+//!   receive to wait would take the next frames whole into server buffers,
+//!   and every one of them would be copied.
 //!
 //! [`bare_reader`] is the `bench af_packet` baseline: the same socket and
 //! ring with no classification and no placement.
@@ -117,6 +120,10 @@ pub struct AfPacket {
     head: Box<[u8]>,
     counters: PathCounters,
     last_error_log: Option<Instant>,
+    /// The data path last received by peek then place: [`Backend::wait`]
+    /// then waits with a peek, not by starting the batched receive (which
+    /// would take the next frames whole into server buffers: copied).
+    placing: bool,
 }
 
 impl std::fmt::Debug for AfPacket {
@@ -140,6 +147,7 @@ impl AfPacket {
             ring,
             counters: PathCounters::default(),
             last_error_log: None,
+            placing: false,
         })
     }
 
@@ -171,6 +179,26 @@ impl AfPacket {
         }
     }
 
+    /// Stops the batched receive, lending the frames it already holds
+    /// complete (copied); returns how many.
+    fn stop_batch(
+        &mut self,
+        deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
+    ) -> usize {
+        let counters = &mut self.counters;
+        let r = self.ring.stop_batch(|f| {
+            counters.copied += 1;
+            deliver(&batch_frame(&f, now_ns()), None);
+        });
+        match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.log_error("stopping the batched receive", &e);
+                0
+            }
+        }
+    }
+
     /// Peek then place: lends up to `max` frames, oldest first, each with
     /// `data` = its first `peek_len` bytes and `wire_len` = its length, plus
     /// for a frame longer than the peek a [`FrameBody`] that receives it whole
@@ -183,7 +211,13 @@ impl AfPacket {
         timeout: Duration,
         deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
     ) -> usize {
+        self.placing = true;
         let mut n = 0;
+        if self.ring.batch_running() {
+            // Switching from batches (no shared-mode client until now): what
+            // the kernel already placed in server buffers goes first, whole.
+            n += self.stop_batch(deliver);
+        }
         while n < max {
             let wait = if n == 0 { timeout } else { Duration::ZERO };
             let (frame_len, head_len) = match self.ring.peek(Some(wait)) {
@@ -194,17 +228,6 @@ impl AfPacket {
                 Ok(None) => break,
                 Err(e) => {
                     self.log_error("peek", &e);
-                    if e.kind() == io::ErrorKind::InvalidInput {
-                        // A batched receive is running: hand its frames over
-                        // complete, then continue peeking.
-                        let counters = &mut self.counters;
-                        let r = self.ring.stop_batch(|f| {
-                            counters.copied += 1;
-                            deliver(&batch_frame(&f, now_ns()), None);
-                        });
-                        n += r.unwrap_or(0);
-                        continue;
-                    }
                     break;
                 }
             };
@@ -262,6 +285,7 @@ impl Backend for AfPacket {
     }
 
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
+        self.placing = false;
         let ts_ns = now_ns();
         let counters = &mut self.counters;
         let r = self.ring.recv_batch(max, Some(Duration::ZERO), |f| {
@@ -285,6 +309,15 @@ impl Backend for AfPacket {
     }
 
     fn wait(&mut self, timeout: Duration) {
+        if self.placing {
+            // The frame a peek finds stays peeked: the next `recv_placed`
+            // starts with it.
+            if let Err(e) = self.ring.peek(Some(timeout)) {
+                self.log_error("wait", &e);
+                std::thread::sleep(timeout);
+            }
+            return;
+        }
         if let Err(e) = self.ring.wait_batch(Some(timeout)) {
             self.log_error("wait", &e);
             std::thread::sleep(timeout);

@@ -508,6 +508,12 @@ impl PacketRing {
         self.peek_len
     }
 
+    /// A batched receive is armed or has frames to hand over: [`Self::peek`]
+    /// is refused until [`Self::stop_batch`].
+    pub fn batch_running(&self) -> bool {
+        self.state.batch_armed || !self.state.batch_ready.is_empty()
+    }
+
     /// Largest frame [`PacketRing::recv_batch`] receives whole (0 without
     /// batched receive).
     pub fn batch_frame_capacity(&self) -> usize {
@@ -675,10 +681,14 @@ impl PacketRing {
                 let area = unsafe { self.mem.page.slice_mut(0, PEEK_DATA_OFF + got) };
                 area.copy_within(PEEK_DATA_OFF..PEEK_DATA_OFF + VLAN_AT, 0);
                 area[VLAN_AT..VLAN_AT + 4].copy_from_slice(&tag);
+                // The head stays at most `peek_len` bytes, as on the wire:
+                // callers size their copies by it, and a frame longer than
+                // the peek must not count as complete because the tag made
+                // room for 4 more bytes.
                 PeekInfo {
                     frame_len: res + 4,
                     head_off: 0,
-                    head_len: got + 4,
+                    head_len: (got + 4).min(self.peek_len),
                     vlan,
                 }
             }
