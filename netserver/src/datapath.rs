@@ -809,10 +809,25 @@ mod tests {
         );
         let s = f.counters.snapshot();
         assert!(s.refused >= 16, "{s:?}");
-        assert!(f
-            .violations()
+        // Which violation the data path sees first depends on when it reads
+        // the ring relative to the scribbles (a wild producer index refuses
+        // the whole batch; otherwise it meets the duplicate or the wild
+        // frame index), so check the kinds, not their order.
+        let violations = f.violations();
+        let seen: u64 = violations
             .iter()
-            .any(|(k, n)| *k == "frame_posted_twice" && *n > 0));
+            .filter(|(kind, _)| {
+                matches!(
+                    *kind,
+                    "frame_posted_twice"
+                        | "frame_out_of_range"
+                        | "frame_not_owned"
+                        | "producer_index"
+                )
+            })
+            .map(|(_, n)| *n)
+            .sum();
+        assert!(seen >= 16, "{violations:?}");
         injector.inject(&frame(0x0800, 60, 999), 0).unwrap();
         injector.wake();
         wait_until("all received", || global.snapshot().received == 41);
