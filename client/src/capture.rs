@@ -190,14 +190,14 @@ mod tests {
     use super::*;
 
     fn data_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcaps")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps")
     }
 
     #[test]
     fn every_bundled_capture_reads_and_round_trips() {
         let dir = data_dir();
         let mut files = 0;
-        for entry in std::fs::read_dir(&dir).expect("tests/data/pcaps exists") {
+        for entry in std::fs::read_dir(&dir).expect("filters/tests/data/pcaps exists") {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) != Some("pcap") {
                 continue;

@@ -16,27 +16,38 @@ use netclient::{FilterStats, GlobalStats, InjectFrame, InstallOptions, Operator}
 use crate::config::Config;
 use crate::serve::{serve_with, ServeError};
 
-/// The captures embedded in the binary (licences in `netserver/data/`).
+/// The captures embedded in the binary, so that the demo needs no files at
+/// run time: public test captures from tcpdump, libpcap and gopacket, kept
+/// once in the project with their licences (`filters/tests/data/`). Frames
+/// per demo filter (by `tcpdump -q`):
+///
+/// | capture | frames | `udp port 53` | `tcp` | `arp` | `ip6` | `udp` |
+/// |---|---|---|---|---|---|---|
+/// | gopacket-test_ethernet | 10 | 0 | 10 | 0 | 0 | 0 |
+/// | libpcap-gateway_or_not | 14 | 0 | 0 | 2 | 6 | 0 |
+/// | tcpdump-edns-opts | 42 | 42 | 0 | 0 | 0 | 42 |
+/// | tcpdump-eapon1 | 114 | 0 | 0 | 5 | 0 | 66 |
+/// | tcpdump-babel_update_oobr | 107 | 0 | 2 | 0 | 0 | 100 |
 pub const CAPTURES: &[(&str, &[u8])] = &[
     (
         "gopacket-test_ethernet",
-        include_bytes!("../data/pcaps/gopacket-test_ethernet.pcap"),
+        include_bytes!("../../filters/tests/data/pcaps/gopacket-test_ethernet.pcap"),
     ),
     (
         "libpcap-gateway_or_not",
-        include_bytes!("../data/pcaps/libpcap-gateway_or_not.pcap"),
+        include_bytes!("../../filters/tests/data/pcaps/libpcap-gateway_or_not.pcap"),
     ),
     (
         "tcpdump-edns-opts",
-        include_bytes!("../data/pcaps/tcpdump-edns-opts.pcap"),
+        include_bytes!("../../filters/tests/data/pcaps/tcpdump-edns-opts.pcap"),
     ),
     (
         "tcpdump-eapon1",
-        include_bytes!("../data/pcaps/tcpdump-eapon1.pcap"),
+        include_bytes!("../../filters/tests/data/pcaps/tcpdump-eapon1.pcap"),
     ),
     (
         "tcpdump-babel_update_oobr",
-        include_bytes!("../data/pcaps/tcpdump-babel_update_oobr.pcap"),
+        include_bytes!("../../filters/tests/data/pcaps/tcpdump-babel_update_oobr.pcap"),
     ),
 ];
 

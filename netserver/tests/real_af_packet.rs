@@ -16,7 +16,7 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(5));
 
 fn capture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/pcaps")
+        .join("../filters/tests/data/pcaps")
         .join(name)
 }
 

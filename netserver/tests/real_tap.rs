@@ -33,7 +33,7 @@ fn namespace(test: &str) -> Option<Netns> {
 
 fn capture_frames(name: &str) -> (PathBuf, Vec<Vec<u8>>) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data/pcaps")
+        .join("../filters/tests/data/pcaps")
         .join(name);
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut reader = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use netclient::{Delivery, Error, InjectFrame, InstallOptions, Mode, Operator};
 
-const EDNS: &[u8] = include_bytes!("../data/pcaps/tcpdump-edns-opts.pcap");
-const GATEWAY: &[u8] = include_bytes!("../data/pcaps/libpcap-gateway_or_not.pcap");
-const EAPON: &[u8] = include_bytes!("../data/pcaps/tcpdump-eapon1.pcap");
+const EDNS: &[u8] = include_bytes!("../../filters/tests/data/pcaps/tcpdump-edns-opts.pcap");
+const GATEWAY: &[u8] = include_bytes!("../../filters/tests/data/pcaps/libpcap-gateway_or_not.pcap");
+const EAPON: &[u8] = include_bytes!("../../filters/tests/data/pcaps/tcpdump-eapon1.pcap");
 
 fn frames(capture: &[u8]) -> Vec<(Vec<u8>, u32)> {
     let mut r = pcap_file::pcap::PcapReader::new(std::io::Cursor::new(capture)).unwrap();
@@ -306,7 +306,7 @@ fn a_client_that_never_fetches_overflows_and_does_not_stall_others() {
 fn pcap_backend_replays_with_rate_and_loop() {
     let dir = TempDir::new("pcap");
     let socket = dir.socket();
-    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pcaps/tcpdump-edns-opts.pcap");
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps/tcpdump-edns-opts.pcap");
     let backend = format!("pcap:{}", capture.display());
     let _server = Server::start(
         &socket,

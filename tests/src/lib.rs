@@ -78,7 +78,7 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// This package's `data/` directory (captures, oracle, licences).
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data")
 }
 
 /// A bundled capture by file name (e.g. `tcpdump-edns-opts.pcap`).
