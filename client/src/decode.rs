@@ -472,7 +472,8 @@ mod capture_tests {
 
     #[test]
     fn every_frame_of_every_capture_gets_a_line() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps");
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             for f in read_pcap(&path).unwrap() {

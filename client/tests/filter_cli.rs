@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn capture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps/libpcap-gateway_or_not.pcap")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../filters/tests/data/pcaps/libpcap-gateway_or_not.pcap")
 }
 
 fn nsctl(args: &[&str]) -> Output {

@@ -306,7 +306,8 @@ fn a_client_that_never_fetches_overflows_and_does_not_stall_others() {
 fn pcap_backend_replays_with_rate_and_loop() {
     let dir = TempDir::new("pcap");
     let socket = dir.socket();
-    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/tests/data/pcaps/tcpdump-edns-opts.pcap");
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../filters/tests/data/pcaps/tcpdump-edns-opts.pcap");
     let backend = format!("pcap:{}", capture.display());
     let _server = Server::start(
         &socket,
