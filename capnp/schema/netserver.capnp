@@ -356,6 +356,11 @@ struct HostStats {
   bindings @10 :List(BindingInfo);
   neighbours @11 :UInt32;
   # Entries in the ARP cache.
+  txRing @12 :UInt64;
+  # Client frames taken from shared-mode tx rings (each one completed:
+  # sent, refused or failed; refusals are also in `txRefused`).
+  txCopied @13 :UInt64;
+  # Tx-ring frames sent from a server copy of the client's page (not zero copy).
 }
 
 struct InjectedFrame {

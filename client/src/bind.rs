@@ -8,8 +8,12 @@
 //! MAC, IPv4 address, protocol and source port are the binding's, and
 //! refuses (and counts) anything else.
 //!
-//! In emulated mode a frame travels in the RPC ([`Binding::send`], or
-//! [`Binding::send_parts`] for a header and a payload written apart).
+//! Frames leave from the application's own pages: [`Fetch::transmit`] and
+//! [`Fetch::transmit_parts`] post a page (or a header page and a payload
+//! page) on the shared-mode tx ring, and the page comes back with the
+//! verdict in [`Fetch::completions`]; in emulated mode the same calls carry
+//! the bytes in the RPC. [`Binding::send`] / [`Binding::send_parts`] send
+//! bytes from anywhere over the RPC in either mode.
 //!
 //! The operator side is here too: firewall rules
 //! ([`Operator::add_rule`]), the host's statistics ([`Operator::host_stats`])
@@ -190,6 +194,8 @@ impl Client {
         let info = BindingInfo::read(info_reply.get()?.get_info()?)?;
         tracing::debug!(%transport, port, mac = %format_mac(&info.mac), "bound");
         let fetch = Fetch::new(conn.clone(), fetch_cap, info.tag, geometry);
+        // `options.filter.shared` attaches an exchange region, as for install.
+        let fetch = options.filter.finish(fetch, self.parts().2).await?;
         Ok((fetch, Binding { cap, info }))
     }
 }
@@ -224,6 +230,10 @@ pub struct HostStats {
     pub tx_refused: Vec<DropCount>,
     pub tx_errors: u64,
     pub host_sent: u64,
+    /// Client frames taken from shared-mode tx rings.
+    pub tx_ring: u64,
+    /// Tx-ring frames the server sent from a copy of the client's page.
+    pub tx_copied: u64,
     pub bindings: Vec<BindingInfo>,
     pub neighbours: u32,
 }
@@ -316,6 +326,8 @@ impl Operator {
             tx_refused,
             tx_errors: s.get_tx_errors(),
             host_sent: s.get_host_sent(),
+            tx_ring: s.get_tx_ring(),
+            tx_copied: s.get_tx_copied(),
             bindings,
             neighbours: s.get_neighbours(),
         })

@@ -160,7 +160,7 @@ impl InstallOptions {
         limit.clamp(1, 1 << 15).next_power_of_two()
     }
 
-    async fn finish(&self, mut fetch: Fetch, info: &ServerInfo) -> Result<Fetch> {
+    pub(crate) async fn finish(&self, mut fetch: Fetch, info: &ServerInfo) -> Result<Fetch> {
         fetch.set_ring_entries(self.ring_entries(info));
         if self.shared {
             fetch.attach_shared().await?;

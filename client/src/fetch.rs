@@ -119,11 +119,13 @@ impl Packet {
 pub struct Fetch {
     conn: Rc<Connection>,
     cap: fetch::Client,
-    tag: u64,
+    pub(crate) tag: u64,
     geometry: Geometry,
-    table: FrameTable,
+    pub(crate) table: FrameTable,
     lens: Vec<u32>,
-    bytes: Bytes,
+    pub(crate) bytes: Bytes,
+    /// Finished transmits not yet taken by [`Fetch::completions`].
+    pub(crate) tx_done: VecDeque<crate::transmit::TxDone>,
     next_slot: u32,
     /// Entries of each ring of a shared-mode region.
     ring_entries: u32,
@@ -160,6 +162,7 @@ impl Fetch {
             ),
             next_slot: 0,
             ring_entries: RING_ENTRIES,
+            tx_done: VecDeque::new(),
         }
     }
 

@@ -26,9 +26,12 @@ enum Holder {
     Server,
     /// The client owns it and may offer it.
     Client {
-        /// It holds a delivered packet the application has not released.
+        /// It holds a delivered packet the application has not released,
+        /// or a frame it is writing to transmit.
         in_use: bool,
     },
+    /// Posted for transmit: the server's until its completion comes back.
+    Transmit,
 }
 
 /// How many frames each side holds, for diagnostics and tests.
@@ -42,6 +45,8 @@ pub struct FrameCounts {
     pub in_use: u32,
     /// Client frames free to offer in the next fetch.
     pub spare: u32,
+    /// Frames posted for transmit whose completion has not come back.
+    pub transmitting: u32,
 }
 
 /// Frame ownership as the client tracks it.
@@ -82,10 +87,12 @@ impl FrameTable {
             server: 0,
             in_use: 0,
             spare: 0,
+            transmitting: 0,
         };
         for holder in &self.holders {
             match holder {
                 Holder::Server => counts.server += 1,
+                Holder::Transmit => counts.transmitting += 1,
                 Holder::Client { in_use: true } => counts.in_use += 1,
                 Holder::Client { in_use: false } => counts.spare += 1,
             }
@@ -124,6 +131,9 @@ impl FrameTable {
     /// pattern).
     pub(crate) fn check_offer(&self, page: u32) -> Result<()> {
         match self.holder(page) {
+            Some(Holder::Transmit) => Err(Error::InvalidArgument(format!(
+                "page {page} is posted for transmit: offer it after its completion comes back"
+            ))),
             None => Err(Error::InvalidArgument(format!(
                 "page {page} is out of range: this filter has frames 0..{}",
                 self.total()
@@ -155,6 +165,43 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Takes a spare frame for the application to write a frame into (in
+    /// use until transmitted or released).
+    pub(crate) fn take_for_tx(&mut self) -> Option<u32> {
+        let frame = self.spare.pop_front()?;
+        self.holders[frame as usize] = Holder::Client { in_use: true };
+        Some(frame)
+    }
+
+    /// Checks that the application may write or transmit `frame`.
+    pub(crate) fn check_tx(&self, frame: u32) -> Result<()> {
+        match self.holder(frame) {
+            Some(Holder::Client { .. }) => Ok(()),
+            Some(Holder::Transmit) => Err(Error::InvalidArgument(format!(
+                "frame {frame} is posted for transmit: it is not yours until its completion                  comes back (Fetch::completions)"
+            ))),
+            _ => self.check_offer(frame),
+        }
+    }
+
+    /// `frame` was posted on the tx ring (or sent over RPC).
+    pub(crate) fn transmitting(&mut self, frame: u32) {
+        self.spare.retain(|&f| f != frame);
+        self.holders[frame as usize] = Holder::Transmit;
+    }
+
+    /// `frame`'s transmit completed: it is the client's again, spare.
+    pub(crate) fn transmitted(&mut self, frame: u32) -> Result<()> {
+        if self.holder(frame) != Some(Holder::Transmit) {
+            return Err(Error::Protocol(format!(
+                "the server completed a transmit of frame {frame}, which was not posted"
+            )));
+        }
+        self.holders[frame as usize] = Holder::Client { in_use: false };
+        self.spare.push_back(frame);
+        Ok(())
+    }
+
     /// The application is done with `frame`: it becomes spare.
     pub(crate) fn release(&mut self, frame: u32) -> Result<()> {
         match self.holder(frame) {
@@ -168,6 +215,9 @@ impl FrameTable {
             ))),
             Some(Holder::Server) => Err(Error::InvalidArgument(format!(
                 "frame {frame} is not yours: the server holds it (it was offered in a fetch)"
+            ))),
+            Some(Holder::Transmit) => Err(Error::InvalidArgument(format!(
+                "frame {frame} is posted for transmit: it comes back through Fetch::completions"
             ))),
             None => Err(Error::InvalidArgument(format!(
                 "frame {frame} is out of range: this filter has frames 0..{}",
@@ -191,6 +241,10 @@ pub(crate) enum Bytes {
     /// what the caller asks to own.
     Shared(Box<crate::shared::SharedRegion>),
 }
+
+/// The size of an emulated page written for transmit when the server did
+/// not say its frame size (a 1514-byte frame fits).
+const DEFAULT_TX_FRAME: u32 = 2048;
 
 const NOT_IN_SHARED: &str = "an emulated-mode reply arrived for a filter in shared mode";
 
@@ -235,6 +289,22 @@ impl Bytes {
                 .map(|p| &p[..len.min(p.len())])
                 .unwrap_or(&[]),
             Bytes::Shared(region) => region.frame(frame, len),
+        }
+    }
+
+    /// The whole of client frame `frame`, writable (to build a frame to
+    /// transmit). Emulated pages grow to the frame size on first use.
+    pub(crate) fn frame_mut(&mut self, frame: u32) -> Result<&mut [u8]> {
+        match self {
+            Bytes::Emulated { pages, frame_size } => {
+                let size = frame_size.unwrap_or(DEFAULT_TX_FRAME) as usize;
+                let page = pages.get_mut(frame as usize).ok_or_else(|| {
+                    Error::InvalidArgument(format!("frame {frame} is outside the frame space"))
+                })?;
+                page.resize(size, 0);
+                Ok(&mut page[..])
+            }
+            Bytes::Shared(region) => region.frame_mut(frame),
         }
     }
 
@@ -289,7 +359,8 @@ mod tests {
                 total: 8,
                 server: 4,
                 in_use: 0,
-                spare: 4
+                spare: 4,
+                transmitting: 0,
             }
         );
         assert_eq!(t.spare(), Some(4));
@@ -327,7 +398,8 @@ mod tests {
                 total: 8,
                 server: 4,
                 in_use: 1,
-                spare: 3
+                spare: 3,
+                transmitting: 0,
             }
         );
         // The frame just received is in use, not spare.
@@ -408,5 +480,23 @@ mod tests {
         let mut out = [0u8; 8];
         assert_eq!(b.read_small(0, 3, b"xyz", &mut out).unwrap(), 3);
         assert_eq!(&out[..3], b"xyz");
+    }
+
+    #[test]
+    fn a_transmitted_frame_is_not_the_clients_until_it_completes() {
+        let mut t = FrameTable::new(4);
+        let f = t.take_for_tx().unwrap();
+        assert_eq!(f, 2);
+        assert!(t.check_tx(f).is_ok());
+        t.transmitting(f);
+        assert_eq!(t.counts().transmitting, 1);
+        assert!(t.check_tx(f).is_err());
+        assert!(t.check_offer(f).is_err());
+        assert!(t.release(f).is_err());
+        assert!(t.transmitted(3).is_err(), "3 was never posted");
+        t.transmitted(f).unwrap();
+        assert!(t.transmitted(f).is_err(), "completed twice");
+        assert_eq!(t.counts().spare, 2);
+        assert_eq!(t.spares(2), vec![3, 2]);
     }
 }

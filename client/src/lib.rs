@@ -61,6 +61,7 @@ mod frames;
 mod shared;
 mod stats;
 pub mod sys;
+mod transmit;
 pub mod xarp;
 
 pub use bind::{
@@ -73,6 +74,7 @@ pub use error::{Error, Result};
 pub use fetch::{Delivery, Fetch, Fetched, Geometry, Meta, Packet};
 pub use frames::FrameCounts;
 pub use stats::{DropCount, FilterStats, GlobalStats, Mode, ServerInfo};
+pub use transmit::{TxDone, TxStatus, TX_REFUSAL_REASONS};
 
 /// The socket path used when none is given: `$NETSERVER_SOCKET`, else
 /// `/tmp/netserver.sock`.

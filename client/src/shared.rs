@@ -187,6 +187,105 @@ impl SharedRegion {
         }
     }
 
+    /// The whole of client frame `frame` (owned), writable.
+    pub(crate) fn frame_mut(&mut self, frame: u32) -> Result<&mut [u8]> {
+        let region = &self.region;
+        match self.tokens.get_mut(frame as usize).and_then(Option::as_mut) {
+            Some(t) => Ok(region.frame_mut(t)),
+            None => Err(Error::Protocol(format!(
+                "no token for client frame {frame}"
+            ))),
+        }
+    }
+
+    /// Posts `first` (and `second`) — `(frame, len)` from offset 0 — on the
+    /// tx ring. `Ok(false)`: the ring is full (nothing was posted).
+    pub(crate) fn post_tx(
+        &mut self,
+        first: (u32, usize),
+        second: Option<(u32, usize)>,
+    ) -> Result<bool> {
+        let mut take = |frame: u32| {
+            self.tokens
+                .get_mut(frame as usize)
+                .and_then(Option::take)
+                .ok_or_else(|| Error::Protocol(format!("no token for client frame {frame}")))
+        };
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let second_index = second.map(|s| s.0 as usize);
+        let frame = take(first.0)?;
+        let second = match second {
+            Some((f2, l2)) => match take(f2) {
+                Ok(t) => Some((t, 0, len(l2))),
+                Err(e) => {
+                    self.tokens[first.0 as usize] = Some(frame);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let req = exchange::TxRequest {
+            frame,
+            offset: 0,
+            len: len(first.1),
+            second,
+        };
+        match self
+            .region
+            .transmit(req)
+            .map_err(|e| Error::Protocol(e.to_string()))?
+        {
+            Ok(()) => Ok(true),
+            Err(req) => {
+                self.tokens[first.0 as usize] = Some(req.frame);
+                if let (Some(i2), Some((t, _, _))) = (second_index, req.second) {
+                    self.tokens[i2] = Some(t);
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Takes finished transmits: each frame's token comes back.
+    pub(crate) fn completions(
+        &mut self,
+        mut f: impl FnMut(u32, Option<u32>, u32, u32),
+    ) -> Result<usize> {
+        let tokens = &mut self.tokens;
+        self.region
+            .completions(|c| {
+                let (i, i2) = (c.frame.index(), c.frame2.as_ref().map(|t| t.index()));
+                f(i, i2, c.status, c.len);
+                if let Some(slot) = tokens.get_mut(i as usize) {
+                    *slot = Some(c.frame);
+                }
+                if let (Some(i2), Some(t)) = (i2, c.frame2) {
+                    if let Some(slot) = tokens.get_mut(i2 as usize) {
+                        *slot = Some(t);
+                    }
+                }
+            })
+            .map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Sleeps until completions may be ready or `timeout` passes, without
+    /// blocking the thread. Returns whether completions are ready.
+    pub(crate) async fn wait_completion(&mut self, timeout: Duration) -> Result<bool> {
+        let armed = self
+            .region
+            .prepare_wait_completion()
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        if !armed {
+            return Ok(true);
+        }
+        if let Ok(Ok(mut guard)) = tokio::time::timeout(timeout, self.doorbell.readable()).await {
+            guard.clear_ready();
+        }
+        self.region
+            .finish_wait_completion()
+            .map_err(|e| Error::Protocol(e.to_string()))
+    }
+
     /// Sleeps until rx entries may be ready or `timeout` passes, without
     /// blocking the thread. Returns whether entries are ready.
     pub(crate) async fn wait(&mut self, timeout: Duration) -> Result<bool> {

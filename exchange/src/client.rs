@@ -560,6 +560,24 @@ impl ClientRegion {
         Ok(self.rx.refresh()? > 0)
     }
 
+    /// [`prepare_wait_rx`](Self::prepare_wait_rx) for the completion ring:
+    /// `Ok(true)`: still empty, sleep until `wait_fd` is readable, then call
+    /// [`finish_wait_completion`](Self::finish_wait_completion).
+    pub fn prepare_wait_completion(&mut self) -> Result<bool, ClientError> {
+        if self.completion.ready_cached() > 0 || self.completion.refresh()? > 0 {
+            return Ok(false);
+        }
+        Ok(self.completion.arm_wakeup()?)
+    }
+
+    /// After sleeping (woken or not): resets the doorbell, clears
+    /// need-wakeup and returns whether completions are ready.
+    pub fn finish_wait_completion(&mut self) -> Result<bool, ClientError> {
+        self.from_server.drain()?;
+        self.completion.disarm_wakeup();
+        Ok(self.completion.refresh()? > 0)
+    }
+
     /// Sleeps until the completion ring has entries or `timeout` passes.
     pub fn wait_completion(&mut self, timeout: Option<Duration>) -> Result<bool, ClientError> {
         if self.completion.ready_cached() > 0 || self.completion.refresh()? > 0 {

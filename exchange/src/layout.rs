@@ -78,6 +78,23 @@ pub const TX_STATUS_SENT: u32 = 0;
 pub const TX_STATUS_REFUSED: u32 = 1;
 /// [`TxCompletion::status`]: the backend failed to send it.
 pub const TX_STATUS_FAILED: u32 = 2;
+/// [`TxCompletion::status`]: the low 16 bits are the `TX_STATUS_*` code.
+pub const TX_STATUS_MASK: u32 = 0xffff;
+/// [`TxCompletion::status`]: with [`TX_STATUS_REFUSED`], bits 16..32 carry
+/// the server's reason code (0: none given; netserver: 1 + the index of its
+/// refusal reason, see its `TxRefusal`).
+pub const TX_REASON_SHIFT: u32 = 16;
+
+/// A completion status word: `code` (`TX_STATUS_*`) and a refusal `reason`
+/// (0: none).
+pub const fn tx_status(code: u32, reason: u16) -> u32 {
+    (code & TX_STATUS_MASK) | ((reason as u32) << TX_REASON_SHIFT)
+}
+
+/// Splits a completion status word into `(code, reason)`.
+pub const fn split_tx_status(status: u32) -> (u32, u16) {
+    (status & TX_STATUS_MASK, (status >> TX_REASON_SHIFT) as u16)
+}
 
 /// The header at offset 0 of the region, written by the client.
 ///
@@ -342,7 +359,7 @@ pub struct TxDesc {
 /// |---|---|---|
 /// | 0 | u32 | `frame` given back |
 /// | 4 | u32 | `frame2` given back, or [`NO_FRAME`] |
-/// | 8 | u32 | `status`: [`TX_STATUS_SENT`], [`TX_STATUS_REFUSED`], [`TX_STATUS_FAILED`] |
+/// | 8 | u32 | `status`: [`TX_STATUS_SENT`], [`TX_STATUS_REFUSED`], [`TX_STATUS_FAILED`] in bits 0..16; a refusal reason in bits 16..32 ([`tx_status`]) |
 /// | 12 | u32 | `len`: bytes sent |
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -351,7 +368,7 @@ pub struct TxCompletion {
     pub frame: u32,
     /// Second frame given back, or [`NO_FRAME`].
     pub frame2: u32,
-    /// `TX_STATUS_*`.
+    /// `TX_STATUS_*`, and a refusal reason ([`tx_status`]).
     pub status: u32,
     /// Bytes sent.
     pub len: u32,
@@ -836,6 +853,16 @@ impl Layout {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tx_status_carries_a_refusal_reason() {
+        assert_eq!(tx_status(TX_STATUS_SENT, 0), 0);
+        let s = tx_status(TX_STATUS_REFUSED, 3);
+        assert_eq!(s, 0x0003_0001);
+        assert_eq!(split_tx_status(s), (TX_STATUS_REFUSED, 3));
+        assert_eq!(split_tx_status(TX_STATUS_FAILED), (TX_STATUS_FAILED, 0));
+    }
+
     use super::*;
     use core::mem::{align_of, offset_of, size_of};
 

@@ -297,6 +297,22 @@ impl DataPath {
         }
     }
 
+    /// Once per batch (also when idle), before `after_batch`: shared-mode
+    /// clients' tx rings are drained ([`crate::txring`]); the completions
+    /// are published with the batch.
+    fn transmit(&mut self, backend: &mut dyn Backend, received: bool) {
+        if self.shared == 0 {
+            return;
+        }
+        for slot in self.exclusive.values_mut() {
+            if let Some(sp) = slot.shared.as_mut() {
+                let region = sp.space.region_mut();
+                self.host
+                    .transmit_ring(slot.filter.tag, region, backend, received);
+            }
+        }
+    }
+
     /// Once per batch (also when idle): shared-mode regions take their
     /// waiting frames and publish. Returns whether frames still wait.
     fn after_batch(&mut self) -> bool {
@@ -392,6 +408,7 @@ impl DataPathHandle {
                         Some(n) => n,
                         None => backend.recv_batch(BATCH, &mut |f| dp.process(f, None)),
                     };
+                    dp.transmit(&mut *backend, n > 0);
                     let waiting = dp.after_batch();
                     dp.host.service(&mut *backend, n > 0);
                     if n == 0 {

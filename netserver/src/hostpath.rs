@@ -16,6 +16,11 @@
 //!   locks per frame; commands carry their own (control-plane) allocations.
 //! - [`HostControl`] lives on the control-plane thread: bind, unbind,
 //!   transmit (the emulated `Binding.send`), the operator's firewall rules.
+//!
+//! Shared mode transmits without the control plane: once per batch the data
+//! path hands every attached region to [`HostPath::transmit_ring`], which
+//! drains its tx ring ([`crate::txring`]) with the same anti-spoofing check
+//! and the same counters as the emulated `send`.
 //!   It talks to the data path through a channel; answers come back on
 //!   oneshot channels, so an RPC awaits them without blocking the runtime.
 //!
@@ -44,6 +49,7 @@ use crate::host::{
     BindProgress, Host, HostBindError, HostConfig, HostEvent, MacAddr, Transport, Verdict,
 };
 use crate::tag::Tag;
+use crate::txring::RingTx;
 
 /// Transmit buffers of the data path (replies, probes, client frames
 /// waiting for the batch's send).
@@ -52,6 +58,10 @@ const TX_SLOTS: usize = 64;
 const TX_BUF: usize = 2048;
 /// Most `Host::poll` events handled after one batch.
 const POLL_BUDGET: usize = 256;
+/// How long after tx-ring or receive activity the data path keeps looking
+/// at tx rings often, and how often.
+const TX_HOT: Duration = Duration::from_millis(200);
+const TX_HOT_WAIT: Duration = Duration::from_millis(1);
 
 /// Counters of the control plane on the wire (not part of the accounting
 /// identity: they count replies and transmits, not received frames).
@@ -63,6 +73,8 @@ pub struct HostCounters {
     tx_refused: [AtomicU64; TxRefusal::ALL.len()],
     tx_errors: AtomicU64,
     host_sent: AtomicU64,
+    tx_ring: AtomicU64,
+    tx_copied: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -80,6 +92,10 @@ pub struct HostCountersSnapshot {
     pub tx_refused: [u64; TxRefusal::ALL.len()],
     pub tx_errors: u64,
     pub host_sent: u64,
+    /// Client frames taken from shared-mode tx rings (each completed).
+    pub tx_ring: u64,
+    /// Tx-ring frames sent from a server copy (not zero copy).
+    pub tx_copied: u64,
 }
 
 impl HostCountersSnapshot {
@@ -107,6 +123,8 @@ impl HostCounters {
             tx_refused,
             tx_errors: load(&self.tx_errors),
             host_sent: load(&self.host_sent),
+            tx_ring: load(&self.tx_ring),
+            tx_copied: load(&self.tx_copied),
         }
     }
 }
@@ -115,7 +133,7 @@ impl HostCounters {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransmitError {
-    #[error("frame refused: {0}; send only from the binding's MAC, IP and port")]
+    #[error("frame refused ({name}): {0}; send only from the binding's MAC, IP and port", name = .0.name())]
     Refused(#[from] TxRefusal),
     #[error("the backend could not send the frame: {0}")]
     Backend(String),
@@ -250,6 +268,12 @@ pub struct HostPath {
     pending_binds: Vec<PendingBind>,
     next_poll: Option<Instant>,
     last_error_log: Option<Instant>,
+    /// Shared-mode transmit buffers.
+    ring_tx: RingTx,
+    /// Until when the data path polls tx rings often (a client that just
+    /// received or sent is likely to send soon; regions do not ring the
+    /// data path's doorbell).
+    tx_hot_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for HostPath {
@@ -329,12 +353,88 @@ impl HostPath {
 
     /// How long the data path may sleep before the host needs it.
     pub fn wait_for(&self, longest: Duration) -> Duration {
+        let now = Instant::now();
+        let longest = match self.tx_hot_until {
+            Some(t) if t > now => longest.min(TX_HOT_WAIT),
+            _ => longest,
+        };
         match self.next_poll {
             Some(t) => t
-                .saturating_duration_since(Instant::now())
+                .saturating_duration_since(now)
                 .min(longest)
                 .max(Duration::from_millis(1)),
             None => longest,
+        }
+    }
+
+    /// Shared mode: checks and sends what `owner`'s client posted on its tx
+    /// ring, and completes every descriptor taken (see [`crate::txring`]).
+    /// `received`: the batch delivered frames (a reply may follow soon).
+    /// The completions become visible at the region's next publish.
+    pub fn transmit_ring(
+        &mut self,
+        owner: Tag,
+        region: &mut exchange::ServerRegion,
+        backend: &mut dyn Backend,
+        received: bool,
+    ) {
+        let now = Instant::now();
+        if received {
+            self.tx_hot_until = Some(now + TX_HOT);
+        }
+        let host = self.host.as_ref();
+        // The binding is looked up once per drain, and only if a frame came.
+        let mut bound: Option<Option<(Transport, u16)>> = None;
+        let mut check = |frame: &[u8]| -> Result<(), TxRefusal> {
+            let host = host.ok_or(TxRefusal::NotBound)?;
+            let (transport, port) = bound
+                .get_or_insert_with(|| {
+                    host.bindings()
+                        .iter()
+                        .find(|b| b.owner == owner)
+                        .map(|b| (b.transport, b.port))
+                })
+                .ok_or(TxRefusal::NotBound)?;
+            host.check_transmit(owner, transport, port, &[frame])
+                .map(|_| ())
+        };
+        let d = self.ring_tx.drain(region, &mut check, backend);
+        if d.taken == 0 {
+            return;
+        }
+        self.tx_hot_until = Some(now + TX_HOT);
+        let c = &self.counters;
+        // Relaxed: independent statistics counters.
+        c.tx_ring.fetch_add(d.taken as u64, Ordering::Relaxed);
+        c.tx_sent.fetch_add(d.sent as u64, Ordering::Relaxed);
+        c.tx_copied.fetch_add(d.sent as u64, Ordering::Relaxed);
+        c.tx_errors
+            .fetch_add((d.failed + d.lost_completions) as u64, Ordering::Relaxed);
+        for (counter, n) in c.tx_refused.iter().zip(d.refused) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if d.refused.iter().any(|&n| n > 0) {
+            tracing::debug!(
+                owner = format_args!("{owner:#018x}"),
+                refused = d.refused.iter().sum::<u64>(),
+                "tx-ring frames refused"
+            );
+        }
+        if let Some(e) = d.first_error {
+            self.log_send_error(backend, &e);
+        }
+    }
+
+    fn log_send_error(&mut self, backend: &dyn Backend, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+        {
+            self.last_error_log = Some(now);
+            tracing::warn!(backend = backend.name(), error = %e, "send failed");
         }
     }
 
@@ -559,14 +659,7 @@ impl HostPath {
         });
         self.tx.used = 0;
         if let Some(e) = first_error {
-            let now = Instant::now();
-            if self
-                .last_error_log
-                .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
-            {
-                self.last_error_log = Some(now);
-                tracing::warn!(backend = backend.name(), error = %e, "send failed");
-            }
+            self.log_send_error(backend, &e);
         }
     }
 }
@@ -597,6 +690,8 @@ impl HostControl {
             pending_binds: Vec::new(),
             next_poll: None,
             last_error_log: None,
+            ring_tx: RingTx::new(),
+            tx_hot_until: None,
         };
         let control = HostControl {
             commands: tx,

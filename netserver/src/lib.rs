@@ -46,6 +46,7 @@ pub mod sys;
 pub mod tag;
 #[doc(hidden)]
 pub mod testing;
+pub mod txring;
 
 pub use config::Config;
 pub use serve::{serve, serve_with, ServeError};

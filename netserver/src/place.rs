@@ -371,6 +371,12 @@ impl RegionSpace {
         &self.region
     }
 
+    /// The region, for the transmit path ([`crate::txring`]: tx and
+    /// completion rings only; placement state is untouched).
+    pub fn region_mut(&mut self) -> &mut ServerRegion {
+        &mut self.region
+    }
+
     /// Whether the region was revoked.
     pub fn is_revoked(&self) -> bool {
         self.region.is_revoked()

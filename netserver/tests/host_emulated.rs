@@ -7,10 +7,13 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
-use netclient::{BindOptions, InjectFrame, Operator, RuleAction, Transport};
+use netclient::{
+    BindOptions, InjectFrame, InstallOptions, Operator, RuleAction, Transport, TxDone, TxStatus,
+};
 
 const CANONICAL: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x02];
@@ -313,6 +316,256 @@ fn bind_with_own_mac_resolve_fast_path_spoofing_and_firewall() {
         binding.unbind().await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(op.host_stats().await.unwrap().bindings.len(), 1);
+    })
+    .unwrap();
+}
+
+/// Takes completions until `n` came back.
+async fn completions(fetch: &mut netclient::Fetch, n: usize) -> Vec<TxDone> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut done = Vec::new();
+    loop {
+        fetch.completions(|d| done.push(d)).unwrap();
+        if done.len() >= n {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} completions came back",
+            done.len()
+        );
+        fetch
+            .wait_completions(Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes `frame` into a spare page of `fetch` and returns the page.
+fn write_page(fetch: &mut netclient::Fetch, frame: &[u8]) -> u32 {
+    let page = fetch.tx_page().expect("a spare page");
+    fetch.frame_mut(page).unwrap()[..frame.len()].copy_from_slice(frame);
+    page
+}
+
+/// Shared mode, fbufs-style: frames posted on the tx ring from the client's
+/// own pages (one page, and a header page + a payload page) leave
+/// byte-identical and the pages come back; forged sources are refused with
+/// the reason, counted, never on the wire, and their pages come back too;
+/// a descriptor naming a page the client does not own is a violation.
+#[test]
+fn shared_mode_transmit_through_the_tx_ring() {
+    let server = Server::start("txring");
+    let socket = server.socket();
+    netclient::block_on(async move {
+        let op = Operator::connect(&socket).await.unwrap();
+        let client = netclient::connect(&socket).await.unwrap();
+        let options = BindOptions {
+            own_mac: true,
+            filter: InstallOptions::default().shared(true),
+        };
+        let (mut fetch, binding) = client.bind(Transport::Udp, 7101, &options).await.unwrap();
+        assert!(fetch.is_shared());
+        let mac = binding.info().mac;
+        let spare = fetch.frame_counts().spare;
+        op.transmitted(4096).await.unwrap();
+
+        // One page.
+        let good = udp(mac, PEER_MAC, (HOST_IP, 7101), (PEER_IP, 5555), b"one page");
+        let page = write_page(&mut fetch, &good);
+        fetch.transmit(&binding, page, good.len()).await.unwrap();
+        assert!(
+            fetch.frame_mut(page).is_err(),
+            "a posted page is not the client's"
+        );
+        assert_eq!(fetch.frame_counts().transmitting, 1);
+        let done = completions(&mut fetch, 1).await;
+        assert_eq!(
+            done,
+            [TxDone {
+                frame: page,
+                frame2: None,
+                status: TxStatus::Sent,
+                len: good.len() as u32
+            }]
+        );
+        let sent = wait_sent(&op, "the one-page frame", |f| f == &good[..]).await;
+        assert_eq!(sent, good);
+
+        // A header page and a payload page, one frame.
+        let big = udp(
+            mac,
+            PEER_MAC,
+            (HOST_IP, 7101),
+            (PEER_IP, 5555),
+            &[0xab; 1200],
+        );
+        let (h, p) = big.split_at(42);
+        let (hp, pp) = (write_page(&mut fetch, h), write_page(&mut fetch, p));
+        fetch
+            .transmit_parts(&binding, hp, h.len(), pp, p.len())
+            .await
+            .unwrap();
+        let done = completions(&mut fetch, 1).await;
+        assert_eq!(
+            done,
+            [TxDone {
+                frame: hp,
+                frame2: Some(pp),
+                status: TxStatus::Sent,
+                len: big.len() as u32
+            }]
+        );
+        let sent = wait_sent(&op, "the two-page frame", |f| f.len() == big.len()).await;
+        assert_eq!(sent, big, "scatter-gather frame not byte-identical");
+
+        // Forged sources: refused with the reason, pages back, nothing sent.
+        let forged = [
+            (
+                "wrong_source_mac",
+                udp(
+                    CANONICAL,
+                    PEER_MAC,
+                    (HOST_IP, 7101),
+                    (PEER_IP, 5555),
+                    b"forged",
+                ),
+            ),
+            (
+                "wrong_source_ip",
+                udp(
+                    mac,
+                    PEER_MAC,
+                    (Ipv4Addr::new(10, 9, 0, 66), 7101),
+                    (PEER_IP, 5555),
+                    b"forged",
+                ),
+            ),
+            (
+                "wrong_source_port",
+                udp(mac, PEER_MAC, (HOST_IP, 7102), (PEER_IP, 5555), b"forged"),
+            ),
+        ];
+        let mut pages = Vec::new();
+        for (_, frame) in &forged {
+            let page = write_page(&mut fetch, frame);
+            fetch.transmit(&binding, page, frame.len()).await.unwrap();
+            pages.push(page);
+        }
+        // The port check on a header page + payload page split inside the
+        // UDP header.
+        let split = udp(mac, PEER_MAC, (HOST_IP, 7102), (PEER_IP, 5555), b"forged");
+        let (h, p) = split.split_at(35);
+        let (hp, pp) = (write_page(&mut fetch, h), write_page(&mut fetch, p));
+        fetch
+            .transmit_parts(&binding, hp, h.len(), pp, p.len())
+            .await
+            .unwrap();
+        let done = completions(&mut fetch, 4).await;
+        for ((reason, _), (d, page)) in forged.iter().zip(done.iter().zip(&pages)) {
+            assert_eq!(d.frame, *page);
+            assert_eq!(d.status, TxStatus::Refused { reason }, "{d:?}");
+            assert_eq!(d.len, 0);
+        }
+        assert_eq!(
+            done[3].status,
+            TxStatus::Refused {
+                reason: "wrong_source_port"
+            }
+        );
+        assert_eq!(done[3].frame2, Some(pp));
+        let host = op.host_stats().await.unwrap();
+        assert_eq!(host.refused_for("wrong_source_mac"), 1, "{host:?}");
+        assert_eq!(host.refused_for("wrong_source_ip"), 1, "{host:?}");
+        assert_eq!(host.refused_for("wrong_source_port"), 2, "{host:?}");
+        assert_eq!((host.tx_ring, host.tx_sent, host.tx_copied), (6, 2, 2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let leaked: Vec<_> = op
+            .transmitted(4096)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.windows(6).any(|w| w == b"forged"))
+            .collect();
+        assert!(leaked.is_empty(), "a forged frame left the interface");
+        // Every page came back.
+        let counts = fetch.frame_counts();
+        assert_eq!(
+            (counts.transmitting, counts.spare),
+            (0, spare),
+            "{counts:?}"
+        );
+
+        // A tx descriptor naming a page the server holds (frame 0, on the
+        // fill ring) is a violation: counted, never sent, no completion.
+        let (words, layout) = fetch.region_words().unwrap();
+        let tx = layout.tx;
+        let producer = words[tx.producer() / 4].load(Ordering::Acquire);
+        let entry = tx.entries_offset() / 4 + 8 * (producer as usize & (tx.entries as usize - 1));
+        for (i, v) in [0u32, 0, good.len() as u32, 0, 0, 0, 0, 0]
+            .into_iter()
+            .enumerate()
+        {
+            words[entry + i].store(v, Ordering::Relaxed);
+        }
+        words[tx.producer() / 4].store(producer.wrapping_add(1), Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fetch.stats().await.unwrap().refused == 0 {
+            assert!(Instant::now() < deadline, "the violation was not counted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let host = op.host_stats().await.unwrap();
+        assert_eq!(host.tx_ring, 6, "a violating descriptor was taken");
+        let mut late = Vec::new();
+        fetch.completions(|d| late.push(d)).unwrap();
+        assert!(late.is_empty(), "{late:?}");
+    })
+    .unwrap();
+}
+
+/// The same calls in emulated mode carry the bytes in the RPC: the same
+/// completions, the same refusals.
+#[test]
+fn emulated_mode_transmit_has_the_same_api() {
+    let server = Server::start("txemu");
+    let socket = server.socket();
+    netclient::block_on(async move {
+        let op = Operator::connect(&socket).await.unwrap();
+        let client = netclient::connect(&socket).await.unwrap();
+        let (mut fetch, binding) = client
+            .bind(Transport::Udp, 7201, &BindOptions::default())
+            .await
+            .unwrap();
+        assert!(!fetch.is_shared());
+        let mac = binding.info().mac;
+        assert_eq!(mac, CANONICAL);
+        op.transmitted(4096).await.unwrap();
+        let good = udp(mac, PEER_MAC, (HOST_IP, 7201), (PEER_IP, 5555), b"emulated");
+        let (h, p) = good.split_at(42);
+        let (hp, pp) = (write_page(&mut fetch, h), write_page(&mut fetch, p));
+        fetch
+            .transmit_parts(&binding, hp, h.len(), pp, p.len())
+            .await
+            .unwrap();
+        let forged = udp(mac, PEER_MAC, (HOST_IP, 7202), (PEER_IP, 5555), b"forged");
+        let page = write_page(&mut fetch, &forged);
+        fetch.transmit(&binding, page, forged.len()).await.unwrap();
+        assert_eq!(fetch.frame_counts().transmitting, 3);
+        let done = completions(&mut fetch, 2).await;
+        assert_eq!(done[0].status, TxStatus::Sent);
+        assert_eq!(done[0].frame2, Some(pp));
+        assert_eq!(
+            done[1].status,
+            TxStatus::Refused {
+                reason: "wrong_source_port"
+            }
+        );
+        assert_eq!(fetch.frame_counts().transmitting, 0);
+        let sent = wait_sent(&op, "the client's frame", |f| f == &good[..]).await;
+        assert_eq!(sent, good);
+        let host = op.host_stats().await.unwrap();
+        assert_eq!(host.refused_for("wrong_source_port"), 1);
+        assert_eq!(host.tx_ring, 0);
     })
     .unwrap();
 }

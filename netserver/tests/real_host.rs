@@ -143,12 +143,17 @@ impl Lab {
     }
 }
 
-/// Reads `udp_echo`'s `bound udp/PORT mac=MAC own` line; returns the MAC.
+/// Reads `udp_echo`'s `bound udp/PORT mode=shared mac=MAC own` line (it
+/// echoes through its shared-mode tx ring); returns the MAC.
 fn read_bound(out: &mut BufReader<ChildStdout>) -> String {
     {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        // `bound udp/PORT mac=MAC own`
+        // `bound udp/PORT mode=shared mac=MAC own`
+        assert!(
+            line.contains(" mode=shared "),
+            "udp_echo is not in shared mode: {line}"
+        );
         let mac = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("mac="))
@@ -301,17 +306,27 @@ fn udp_echo_with_own_macs_resolve_and_no_spoofing_on_the_wire() {
         );
     }
 
-    // A client posting a forged source is refused and counted, and nothing
-    // leaves the interface.
+    // The echoes left through the tx rings (udp_echo is in shared mode).
+    let socket = lab.socket();
+    netclient::block_on(async move {
+        let op = netclient::Operator::connect(&socket).await.unwrap();
+        let stats = op.host_stats().await.unwrap();
+        assert_eq!((stats.tx_ring, stats.tx_sent), (2, 2), "{stats:?}");
+        assert_eq!(stats.tx_copied, 2, "{stats:?}");
+    })
+    .unwrap();
+
+    // A client posting a forged source, over the RPC or on its tx ring, is
+    // refused and counted, and nothing leaves the interface.
     let socket = lab.socket();
     let cap = peer_capture(&lab);
     netclient::block_on(async move {
         let client = netclient::connect(&socket).await.unwrap();
         let options = netclient::BindOptions {
             own_mac: true,
-            ..Default::default()
+            filter: netclient::InstallOptions::default().shared(true),
         };
-        let (_fetch, binding) = client
+        let (mut fetch, binding) = client
             .bind(netclient::Transport::Udp, 7003, &options)
             .await
             .unwrap();
@@ -335,10 +350,35 @@ fn udp_echo_with_own_macs_resolve_and_no_spoofing_on_the_wire() {
             .await
             .is_err());
         assert!(binding.send(&forged(mac, host, 7001)).await.is_err());
+        // The same three from the client's pages on the tx ring.
+        for frame in [
+            forged([0x02, 0xaa, 0, 0, 0, 0x01], host, 7003),
+            forged(mac, Ipv4Addr::new(10, 77, 0, 99), 7003),
+            forged(mac, host, 7001),
+        ] {
+            let page = fetch.tx_page().unwrap();
+            fetch.frame_mut(page).unwrap()[..frame.len()].copy_from_slice(&frame);
+            fetch.transmit(&binding, page, frame.len()).await.unwrap();
+        }
+        let mut done = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while done.len() < 3 {
+            assert!(Instant::now() < deadline, "completions: {done:?}");
+            fetch
+                .wait_completions(Duration::from_millis(50))
+                .await
+                .unwrap();
+            fetch.completions(|d| done.push(d.status)).unwrap();
+        }
+        assert_eq!(
+            done,
+            ["wrong_source_mac", "wrong_source_ip", "wrong_source_port"]
+                .map(|reason| netclient::TxStatus::Refused { reason })
+        );
         let op = netclient::Operator::connect(&socket).await.unwrap();
         let stats = op.host_stats().await.unwrap();
-        assert_eq!(stats.refused(), 3, "{stats:?}");
-        assert_eq!(stats.refused_for("wrong_source_mac"), 1);
+        assert_eq!(stats.refused(), 6, "{stats:?}");
+        assert_eq!(stats.refused_for("wrong_source_mac"), 2);
     })
     .unwrap();
     let leaked = drain(&cap, Duration::from_millis(300))

@@ -82,6 +82,8 @@ pub(crate) async fn host_stats(
     b.set_tx_sent(counters.tx_sent);
     b.set_tx_errors(counters.tx_errors);
     b.set_host_sent(counters.host_sent);
+    b.set_tx_ring(counters.tx_ring);
+    b.set_tx_copied(counters.tx_copied);
     b.set_neighbours(u32::try_from(snapshot.neighbours).unwrap_or(u32::MAX));
     {
         let mut list = b
