@@ -42,6 +42,7 @@ enum BenchCmd {
     Delivery(netserver::bench::delivery::DeliveryArgs),
     /// The server's delivery rate over an interface against the bare
     /// AF_PACKET reader, on the same traffic.
+    #[command(name = "af_packet", alias = "af-packet")]
     AfPacket(netserver::bench::af_packet::AfPacketArgs),
 }
 

@@ -364,13 +364,15 @@ impl BareReport {
 /// classification and no placement until `frames` frames arrived or no
 /// frame came for `idle` (after the first) — the ceiling the server's
 /// delivery rate is compared with. `ready` is called once the socket is
-/// open, so the caller can start the traffic.
+/// open, so the caller can start the traffic; `progress` holds the frames
+/// received so far, updated after each batch (a sender paces against it).
 pub fn bare_reader(
     iface: &str,
     options: &AfPacketOptions,
     mode: BareMode,
     frames: u64,
     idle: Duration,
+    progress: &std::sync::atomic::AtomicU64,
     ready: impl FnOnce(),
 ) -> io::Result<BareReport> {
     let sock = PacketSocket::open(iface, &options.socket)?;
@@ -418,6 +420,8 @@ pub fn bare_reader(
         first.get_or_insert(now);
         last = now;
         report.frames += got;
+        // Relaxed: a count the sender reads for pacing; no data rides on it.
+        progress.store(report.frames, std::sync::atomic::Ordering::Relaxed);
         wait = idle;
     }
     report.elapsed = first.map_or(Duration::ZERO, |f| last.duration_since(f));

@@ -505,6 +505,128 @@ fn region_geometry(ring: u32) -> Geometry {
     }
 }
 
+/// The server's data path ([`DataPathHandle`]) on a backend, with one
+/// shared-mode client per port ([`client_port`]): each filter `udp dst port
+/// P` is installed and attached to an exchange region (as `attachRegion`
+/// does), and a client thread consumes it like the client library. Shared
+/// by `shared-datapath` and `bench af_packet`.
+pub(super) struct DataPathRig {
+    dp: DataPathHandle,
+    filters: Vec<Arc<Filter>>,
+    /// The server's counters.
+    pub global: Arc<Counters>,
+    /// One per client: what it received.
+    pub tallies: Vec<Arc<Tally>>,
+    stop: Arc<AtomicBool>,
+    consumers: Vec<std::thread::JoinHandle<Result<(), exchange::ClientError>>>,
+}
+
+impl DataPathRig {
+    /// Starts the data path on `backend` with `clients` attached clients.
+    /// The server's default overflow pool (1024 frames): shared mode spills
+    /// there when a client's rx ring is full or it posted no frame.
+    pub fn start(
+        backend: Box<dyn crate::backend::Backend>,
+        clients: usize,
+        opts: SharedOpts,
+    ) -> Result<DataPathRig, BenchError> {
+        let (_, exprs) = filter_set(clients)?;
+        let pool = Arc::new(OverflowPool::new(1024, 2048, 128));
+        let global = Arc::new(Counters::default());
+        let dp = DataPathHandle::spawn(backend, pool, global.clone(), Wake::default())
+            .map_err(|e| setup("data path")(Box::new(e)))?;
+        let geometry = FilterGeometry {
+            queue_limit: opts.ring,
+            frames: opts.ring * 2,
+            small_slots: opts.ring,
+            frame_size: 2048,
+            small_threshold: opts.small_threshold,
+        };
+        let mut rig = DataPathRig {
+            dp,
+            filters: Vec::new(),
+            global,
+            tallies: (0..clients).map(|_| Arc::default()).collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+            consumers: Vec::new(),
+        };
+        let mut set = FilterSet::new(Limits::default());
+        for (i, expr) in exprs.into_iter().enumerate() {
+            let tag = i as u64 + 1;
+            let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
+            let (filter, _pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
+            let filter = Arc::new(filter);
+            let classifier = set
+                .insert(tag, program)
+                .map_err(|e| setup("filters")(Box::new(e)))?;
+            rig.dp.send(Command::Install {
+                filter: filter.clone(),
+                classifier,
+            });
+            let (client, spare, server) = region_pair(region_geometry(opts.ring))?;
+            let space = RegionSpace::new(server, opts.small_threshold as usize, 2048)
+                .map_err(|e| setup("region space")(Box::new(e)))?;
+            if !filter.begin_attach() {
+                return Err(setup("attach")("filter not in emulated mode".into()));
+            }
+            rig.dp.send(Command::Attach {
+                tag,
+                shared: Box::new(SharedPath::new(space, None)),
+            });
+            rig.filters.push(filter);
+            rig.consumers.push(spawn_region_client(
+                i,
+                client,
+                spare,
+                rig.stop.clone(),
+                rig.tallies[i].clone(),
+                opts.ring,
+                opts.busy_poll,
+            )?);
+        }
+        Ok(rig)
+    }
+
+    /// Waits (up to `limit`) until the data path has attached every
+    /// client's region: frames sent before that would find no filter.
+    pub fn wait_attached(&self, limit: Duration) -> Result<(), BenchError> {
+        let t0 = std::time::Instant::now();
+        while !self
+            .filters
+            .iter()
+            .all(|f| f.transport() == crate::filter::Transport::Shared)
+        {
+            if t0.elapsed() > limit {
+                return Err(setup("attach")(
+                    "the data path did not attach the regions".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Stops the clients and the data path (the backend is dropped on the
+    /// data-path thread before this returns); `case` names a misdelivery.
+    pub fn finish(mut self, case: &str) -> Result<(), BenchError> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.consumers.drain(..) {
+            t.join()
+                .map_err(|_| setup("client thread")("panicked".into()))?
+                .map_err(|e| setup("client")(Box::new(e)))?;
+        }
+        self.dp.stop();
+        let wrong = super::sum(&self.tallies)[3];
+        if wrong > 0 {
+            return Err(BenchError::Misdelivered {
+                case: case.into(),
+                wrong,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The shared-mode case through the server's own data path
 /// ([`DataPathHandle`] with filters attached to exchange regions, the
 /// generator's [`Backend::recv_placed`](crate::backend::Backend::recv_placed)
@@ -516,77 +638,16 @@ pub fn shared_datapath(
     measure: Duration,
     opts: SharedOpts,
 ) -> Result<Row, BenchError> {
-    let (_, exprs) = filter_set(clients)?;
     let ports: Vec<u16> = (0..clients).map(client_port).collect();
     let backend = Generator::udp(frame_bytes, &ports).with_peek_len(opts.small_threshold as usize);
-    let wake = Wake::default();
-    // The server's default overflow pool (1024 frames): shared mode spills
-    // there when a client's rx ring is full or it posted no frame.
-    let pool = Arc::new(OverflowPool::new(1024, 2048, 128));
-    let global = Arc::new(Counters::default());
-    let mut dp = DataPathHandle::spawn(Box::new(backend), pool.clone(), global.clone(), wake)
-        .map_err(|e| setup("data path")(Box::new(e)))?;
-    let geometry = FilterGeometry {
-        queue_limit: opts.ring,
-        frames: opts.ring * 2,
-        small_slots: opts.ring,
-        frame_size: 2048,
-        small_threshold: opts.small_threshold,
-    };
-    let mut set = FilterSet::new(Limits::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
-    let mut consumers = Vec::new();
-    for (i, expr) in exprs.into_iter().enumerate() {
-        let tag = i as u64 + 1;
-        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
-        let (filter, _pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
-        let filter = Arc::new(filter);
-        let classifier = set
-            .insert(tag, program)
-            .map_err(|e| setup("filters")(Box::new(e)))?;
-        dp.send(Command::Install {
-            filter: filter.clone(),
-            classifier,
-        });
-        let (client, spare, server) = region_pair(region_geometry(opts.ring))?;
-        let space = RegionSpace::new(server, opts.small_threshold as usize, 2048)
-            .map_err(|e| setup("region space")(Box::new(e)))?;
-        if !filter.begin_attach() {
-            return Err(setup("attach")("filter not in emulated mode".into()));
-        }
-        dp.send(Command::Attach {
-            tag,
-            shared: Box::new(SharedPath::new(space, None)),
-        });
-        consumers.push(spawn_region_client(
-            i,
-            client,
-            spare,
-            stop.clone(),
-            tallies[i].clone(),
-            opts.ring,
-            opts.busy_poll,
-        )?);
-    }
+    let rig = DataPathRig::start(Box::new(backend), clients, opts)?;
+    let global = rig.global.clone();
     let base = global.snapshot();
     let dropped = || global.snapshot().dropped();
-    let (d, dropped, elapsed) = super::measure(&tallies, measure, &dropped);
+    let (d, dropped, elapsed) = super::measure(&rig.tallies, measure, &dropped);
     let after = global.snapshot();
-    stop.store(true, Ordering::Relaxed);
-    for t in consumers {
-        t.join()
-            .map_err(|_| setup("client thread")("panicked".into()))?
-            .map_err(|e| setup("client")(Box::new(e)))?;
-    }
-    dp.stop();
-    let [packets, _bytes, client_copies, wrong] = d;
-    if wrong > 0 {
-        return Err(BenchError::Misdelivered {
-            case: "shared-datapath".into(),
-            wrong,
-        });
-    }
+    rig.finish("shared-datapath")?;
+    let [packets, _bytes, client_copies, _wrong] = d;
     // Whole-run ratio of large frames the data path copied (the window's
     // share is not separable from the snapshot).
     let large = (after.zero_copy + after.copied).saturating_sub(base.zero_copy + base.copied);

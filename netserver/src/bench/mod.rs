@@ -25,7 +25,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Row {
     /// What was measured: `shared`, `shared-frames`, `emulated`,
-    /// `kernel-recvmmsg`, `af_packet-server`, `af_packet-bare`, …
+    /// `kernel-recvmmsg`, `bare_af_packet`, `server_af_packet_batched`, …
     pub case: String,
     /// Bytes per frame on the wire (Ethernet header included, no FCS).
     pub frame_bytes: usize,
@@ -51,6 +51,10 @@ pub struct Row {
     /// for `bench af_packet`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<f64>,
+    /// Frames the kernel dropped for a full socket buffer
+    /// (`PACKET_STATISTICS`), for cases that read a real interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_drops: Option<u64>,
     /// One-minute load average when the case finished.
     pub load_avg: f64,
     /// Anything worth knowing about this case.
@@ -82,6 +86,7 @@ impl Row {
             dropped,
             seconds: secs,
             vs_baseline: None,
+            kernel_drops: None,
             load_avg: load_average(),
             note: String::new(),
         }
@@ -97,13 +102,16 @@ impl Row {
         let ratio = self
             .vs_baseline
             .map_or(String::new(), |r| format!("  ×{r:.2} vs baseline"));
+        let kdrops = self
+            .kernel_drops
+            .map_or(String::new(), |d| format!("  kernel drops {d}"));
         let note = if self.note.is_empty() {
             String::new()
         } else {
             format!("  ({})", self.note)
         };
         format!(
-            "{:<22} {:>5} B  {} client(s)  {:>7.2} Mpps  {:>6.2} Gbit/s  copies/pkt {:.2}  dropped {:>10}  load {:.2}{ratio}{note}",
+            "{:<26} {:>5} B  {} client(s)  {:>7.2} Mpps  {:>6.2} Gbit/s  copies/pkt {:.2}  dropped {:>10}{kdrops}  load {:.2}{ratio}{note}",
             self.case,
             self.frame_bytes,
             self.clients,
