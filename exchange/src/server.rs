@@ -640,6 +640,35 @@ impl ServerRegion {
         (raw(p.first()), p.second().map(raw))
     }
 
+    /// Raw ranges of the packet's bytes after its first `skip` bytes (at
+    /// most two: what is left of segment 1, then segment 2), for a send
+    /// that puts a validated copy of those first bytes in front (see
+    /// [`RawFrame`]).
+    pub fn tx_raw_after(&self, p: &TxPacket, skip: usize) -> [Option<RawFrame>; 2] {
+        self.check_tx(p);
+        let mut out = [None, None];
+        let mut skip = skip;
+        let mut n = 0;
+        for (frame, offset, len) in std::iter::once(p.first()).chain(p.second()) {
+            let len = len as usize;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let at = self.layout.frame(frame) + offset as usize + skip;
+            let left = len - skip;
+            skip = 0;
+            let ptr = self.map.raw(at, left);
+            out[n] = Some(RawFrame {
+                ptr: NonNull::new(ptr).unwrap_or(NonNull::dangling()),
+                len: left,
+                _map: self.map.clone(),
+            });
+            n += 1;
+        }
+        out
+    }
+
     /// Posts the completion for `p` (status `TX_STATUS_*`, `len` bytes sent)
     /// and gives its frames back to the client. Visible after
     /// [`publish`](Self::publish).

@@ -243,7 +243,21 @@ fn transmit_with_two_segments_and_completion() {
     let n = server.read_tx(&pkt, &mut out);
     assert_eq!(&out[..n], b"HEADERHEADER140123456789");
     let (raw1, raw2) = server.tx_raw(&pkt);
-    assert_eq!((raw1.len(), raw2.map(|r| r.len())), (14, Some(10)));
+    let raw2 = raw2.unwrap();
+    assert_eq!((raw1.len(), raw2.len()), (14, 10));
+    // What follows a copied prefix: the rest of segment 1, then segment 2.
+    let view = |skip| {
+        server
+            .tx_raw_after(&pkt, skip)
+            .map(|r| r.map(|r| (r.as_ptr() as usize, r.len())))
+    };
+    let (p1, p2) = (raw1.as_ptr() as usize, raw2.as_ptr() as usize);
+    assert_eq!(view(0), [Some((p1, 14)), Some((p2, 10))]);
+    assert_eq!(view(4), [Some((p1 + 4, 10)), Some((p2, 10))]);
+    assert_eq!(view(14), [Some((p2, 10)), None]);
+    assert_eq!(view(16), [Some((p2 + 2, 8)), None]);
+    assert_eq!(view(24), [None, None]);
+    assert_eq!(view(99), [None, None]);
     assert!(server.pop_tx().unwrap().is_none());
     server.complete_tx(pkt, TX_STATUS_SENT, 24).unwrap();
     server.publish().unwrap();

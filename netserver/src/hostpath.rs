@@ -385,7 +385,7 @@ impl HostPath {
         let host = self.host.as_ref();
         // The binding is looked up once per drain, and only if a frame came.
         let mut bound: Option<Option<(Transport, u16)>> = None;
-        let mut check = |frame: &[u8]| -> Result<(), TxRefusal> {
+        let mut check = |prefix: &[u8], frame_len: usize| -> Result<usize, TxRefusal> {
             let host = host.ok_or(TxRefusal::NotBound)?;
             let (transport, port) = bound
                 .get_or_insert_with(|| {
@@ -395,8 +395,8 @@ impl HostPath {
                         .map(|b| (b.transport, b.port))
                 })
                 .ok_or(TxRefusal::NotBound)?;
-            host.check_transmit(owner, transport, port, &[frame])
-                .map(|_| ())
+            host.check_transmit_prefix(owner, transport, port, prefix, frame_len)
+                .map(|h| h.len())
         };
         let d = self.ring_tx.drain(region, &mut check, backend);
         if d.taken == 0 {
@@ -407,7 +407,7 @@ impl HostPath {
         // Relaxed: independent statistics counters.
         c.tx_ring.fetch_add(d.taken as u64, Ordering::Relaxed);
         c.tx_sent.fetch_add(d.sent as u64, Ordering::Relaxed);
-        c.tx_copied.fetch_add(d.sent as u64, Ordering::Relaxed);
+        c.tx_copied.fetch_add(d.copied as u64, Ordering::Relaxed);
         c.tx_errors
             .fetch_add((d.failed + d.lost_completions) as u64, Ordering::Relaxed);
         for (counter, n) in c.tx_refused.iter().zip(d.refused) {

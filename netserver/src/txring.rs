@@ -10,31 +10,32 @@
 //!    validates each and moves its frames to in-flight; a descriptor naming
 //!    a frame the client does not own is a violation the region counts, and
 //!    past its threshold the region is revoked, as for rx);
-//! 2. copies each frame **once** out of the client's pages into a server
-//!    buffer and runs the anti-spoofing check on that private copy — the
-//!    client cannot change what was checked, since what is sent is the copy
-//!    (STYLE, rule 1);
-//! 3. sends every accepted frame in **one** [`Backend::send_batch`] (no
-//!    system call per packet when the backend batches: af_packet submits one
-//!    io_uring batch);
+//! 2. copies the frame's headers ([`CHECKED_LEN`] bytes at most) **once**
+//!    out of the client's pages into a server buffer and runs the
+//!    anti-spoofing check on that private copy; what is sent is that copy
+//!    followed by the rest of the frame, so the client cannot change what
+//!    was checked (STYLE, rule 1);
+//! 3. sends every accepted frame in **one** batch (no system call per
+//!    packet when the backend batches: af_packet submits one io_uring
+//!    batch). A backend that [`Backend::sends_gathered`] (af_packet) sends
+//!    the header copy and the rest **straight from the client's pages**
+//!    (one `sendmsg` with an iovec list per frame: zero copy of the
+//!    payload; the pages stay in flight until the kernel is done). Others
+//!    (tap, emulated) get the whole frame copied once into the server
+//!    buffer, checked there, and sent with [`Backend::send_batch`]; those
+//!    copies are counted (`HostStats.txCopied`);
 //! 4. completes every descriptor it took: sent, refused (with the reason
 //!    code, see [`refusal_code`]) or failed, so that the pages go back to the
 //!    client and its tx budget never shrinks. A refused frame never reaches
 //!    the backend.
 //!
 //! Nothing here allocates per packet: the buffers are allocated once.
-//!
-//! The copy costs one `memcpy` of at most 1514 bytes per frame and is
-//! counted (`HostStats.txCopied`). The zero-copy ideal — the checked header
-//! copy and the payload straight from the client's page as an iovec pair —
-//! needs a scatter-gather send in `sys::uring`; the accounting here stays
-//! the same when it comes.
 
 use exchange::layout::{tx_status, TX_STATUS_FAILED, TX_STATUS_REFUSED, TX_STATUS_SENT};
-use exchange::{ServerRegion, TxPacket};
+use exchange::{RawFrame, ServerRegion, TxPacket};
 
-use crate::backend::Backend;
-use crate::host::spoof::TxRefusal;
+use crate::backend::{Backend, GatherFrame};
+use crate::host::spoof::{TxRefusal, CHECKED_LEN};
 
 /// Most tx descriptors taken from one region per batch.
 pub const TX_RING_BATCH: usize = 64;
@@ -49,13 +50,19 @@ pub const fn refusal_code(r: TxRefusal) -> u16 {
     r.index() as u16 + 1
 }
 
+/// The anti-spoofing check [`RingTx::drain`] runs: `(prefix, frame_len)`
+/// to the number of prefix bytes checked (sent from the copy).
+pub type TxCheck<'a> = dyn FnMut(&[u8], usize) -> Result<usize, TxRefusal> + 'a;
+
 /// What one [`RingTx::drain`] did.
 #[derive(Debug, Default)]
 pub struct Drained {
     /// Descriptors taken from the ring (each got a completion).
     pub taken: usize,
-    /// Frames the backend sent (each from a server copy).
+    /// Frames the backend sent.
     pub sent: usize,
+    /// Of those, frames sent from a whole copy (not zero copy).
+    pub copied: usize,
     /// Frames refused, by reason ([`TxRefusal::ALL`] order).
     pub refused: [u64; TxRefusal::ALL.len()],
     /// Frames the backend failed to send.
@@ -72,6 +79,8 @@ pub struct RingTx {
     bufs: Vec<Box<[u8]>>,
     lens: [usize; TX_RING_BATCH],
     packets: Vec<Option<TxPacket>>,
+    /// Zero copy: the frame's bytes after the header copy, in client pages.
+    rest: Vec<[Option<RawFrame>; 2]>,
     results: [Option<usize>; TX_RING_BATCH],
 }
 
@@ -95,20 +104,23 @@ impl RingTx {
                 .collect(),
             lens: [0; TX_RING_BATCH],
             packets: (0..TX_RING_BATCH).map(|_| None).collect(),
+            rest: (0..TX_RING_BATCH).map(|_| [None, None]).collect(),
             results: [None; TX_RING_BATCH],
         }
     }
 
     /// Drains up to [`TX_RING_BATCH`] descriptors of `region` (see the
-    /// module docs). `check` judges a frame's private copy against the
-    /// client's binding.
+    /// module docs). `check(prefix, frame_len)` judges the private copy of
+    /// a frame's first bytes against the client's binding and returns how
+    /// many of them it checked (the header sent from the copy).
     pub fn drain(
         &mut self,
         region: &mut ServerRegion,
-        check: &mut dyn FnMut(&[u8]) -> Result<(), TxRefusal>,
+        check: &mut TxCheck<'_>,
         backend: &mut dyn Backend,
     ) -> Drained {
         let mut d = Drained::default();
+        let gather = backend.sends_gathered();
         let mut n = 0;
         while d.taken < TX_RING_BATCH {
             // A violation (bad descriptor, frame not the client's) is counted
@@ -119,11 +131,22 @@ impl RingTx {
             let verdict = if p.len() > COPY_BUF {
                 Err(TxRefusal::TooLong)
             } else {
-                // The one copy out of the client's pages; everything after
-                // reads the copy only.
-                let len = region.read_tx(&p, &mut self.bufs[n][..p.len()]);
-                self.lens[n] = len;
-                check(&self.bufs[n][..len])
+                // The one copy out of the client's pages (the headers, or
+                // the whole frame); everything after reads the copy only.
+                let want = if gather {
+                    p.len().min(CHECKED_LEN)
+                } else {
+                    p.len()
+                };
+                let got = region.read_tx(&p, &mut self.bufs[n][..want]);
+                check(&self.bufs[n][..got], p.len()).map(|checked| {
+                    if gather {
+                        self.lens[n] = checked.min(got);
+                        self.rest[n] = region.tx_raw_after(&p, self.lens[n]);
+                    } else {
+                        self.lens[n] = got;
+                    }
+                })
             };
             match verdict {
                 Ok(()) => {
@@ -142,13 +165,9 @@ impl RingTx {
         if n == 0 {
             return d;
         }
-        let mut frames: [&[u8]; TX_RING_BATCH] = [&[]; TX_RING_BATCH];
-        for (i, f) in frames.iter_mut().enumerate().take(n) {
-            *f = &self.bufs[i][..self.lens[i]];
-        }
         self.results = [None; TX_RING_BATCH];
         let (results, first_error) = (&mut self.results, &mut d.first_error);
-        backend.send_batch(&frames[..n], &mut |i, r| match r {
+        let mut on_done = |i: usize, r: std::io::Result<usize>| match r {
             Ok(len) => {
                 if let Some(slot) = results.get_mut(i) {
                     *slot = Some(len);
@@ -157,14 +176,37 @@ impl RingTx {
             Err(e) => {
                 first_error.get_or_insert(e);
             }
-        });
+        };
+        if gather {
+            let none = [None, None];
+            let mut frames = [GatherFrame {
+                head: &[],
+                rest: &none,
+            }; TX_RING_BATCH];
+            for (i, f) in frames.iter_mut().enumerate().take(n) {
+                *f = GatherFrame {
+                    head: &self.bufs[i][..self.lens[i]],
+                    rest: &self.rest[i],
+                };
+            }
+            backend.send_batch_gather(&frames[..n], &mut on_done);
+        } else {
+            let mut frames: [&[u8]; TX_RING_BATCH] = [&[]; TX_RING_BATCH];
+            for (i, f) in frames.iter_mut().enumerate().take(n) {
+                *f = &self.bufs[i][..self.lens[i]];
+            }
+            backend.send_batch(&frames[..n], &mut on_done);
+        }
         for i in 0..n {
+            // The kernel is done with the client's pages: drop our views.
+            self.rest[i] = [None, None];
             let Some(p) = self.packets[i].take() else {
                 continue;
             };
             let (status, len) = match self.results[i] {
                 Some(len) => {
                     d.sent += 1;
+                    d.copied += usize::from(!gather);
                     (tx_status(TX_STATUS_SENT, 0), len)
                 }
                 None => {

@@ -308,6 +308,18 @@ impl Backend for AfPacket {
         self.ring.send_batch(frames, on_done);
     }
 
+    fn sends_gathered(&self) -> bool {
+        true
+    }
+
+    fn send_batch_gather(
+        &mut self,
+        frames: &[super::GatherFrame<'_>],
+        on_done: &mut dyn FnMut(usize, io::Result<usize>),
+    ) {
+        self.ring.send_batch_gathered(frames, on_done);
+    }
+
     fn wait(&mut self, timeout: Duration) {
         if self.placing {
             // The frame a peek finds stays peeked: the next `recv_placed`

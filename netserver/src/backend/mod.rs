@@ -68,6 +68,15 @@ pub enum BackendError {
     },
 }
 
+/// A frame to send gathered from two places: `head`, server memory (the
+/// validated copy of a client frame's headers), then `rest`, ranges of the
+/// client's shared region sent without a copy (see [`crate::txring`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GatherFrame<'a> {
+    pub head: &'a [u8],
+    pub rest: &'a [Option<exchange::RawFrame>; 2],
+}
+
 /// A source of received frames, driven by the data-path thread.
 pub trait Backend: Send {
     /// The backend as `ServerInfo.backend` names it (`emulated`, `pcap:FILE`).
@@ -103,6 +112,26 @@ pub trait Backend: Send {
     fn send_batch(
         &mut self,
         frames: &[&[u8]],
+        on_done: &mut dyn FnMut(usize, std::io::Result<usize>),
+    ) {
+        for i in 0..frames.len() {
+            on_done(i, Err(std::io::ErrorKind::Unsupported.into()));
+        }
+    }
+
+    /// Whether [`send_batch_gather`](Self::send_batch_gather) sends from
+    /// client memory without a copy. When false the caller copies whole
+    /// frames and uses [`send_batch`](Self::send_batch).
+    fn sends_gathered(&self) -> bool {
+        false
+    }
+
+    /// Sends frames gathered from a head and client-region ranges, in order,
+    /// reporting each result like [`send_batch`](Self::send_batch). Only
+    /// called when [`sends_gathered`](Self::sends_gathered) is true.
+    fn send_batch_gather(
+        &mut self,
+        frames: &[GatherFrame<'_>],
         on_done: &mut dyn FnMut(usize, std::io::Result<usize>),
     ) {
         for i in 0..frames.len() {

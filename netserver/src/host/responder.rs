@@ -520,6 +520,31 @@ impl<F> Host<F> {
         check_transmit(&tx, &self.config.tx, segments)
     }
 
+    /// [`check_transmit`](Self::check_transmit) on a prefix the caller
+    /// copied out of a frame of `frame_len` bytes
+    /// ([`super::spoof::check_prefix`]).
+    pub fn check_transmit_prefix(
+        &self,
+        owner: Tag,
+        transport: Transport,
+        port: u16,
+        prefix: &[u8],
+        frame_len: usize,
+    ) -> Result<TxHeader, TxRefusal> {
+        let binding = self
+            .bindings
+            .lookup(transport, port)
+            .filter(|b| b.owner == owner)
+            .ok_or(TxRefusal::NotBound)?;
+        let tx = TxBinding {
+            mac: binding.mac.unwrap_or(self.config.mac),
+            ip: self.config.ip,
+            transport,
+            port,
+        };
+        super::spoof::check_prefix(&tx, &self.config.tx, prefix, frame_len)
+    }
+
     /// The neighbour a packet to `dst` goes to: `dst` itself on the link,
     /// else the gateway; `None` if off-link with no gateway.
     pub fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {

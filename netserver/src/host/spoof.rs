@@ -166,6 +166,25 @@ pub fn check_transmit(
     Ok(header)
 }
 
+/// [`check_transmit`] for a frame of `frame_len` bytes whose first bytes
+/// the caller already copied out of client memory into `prefix` (at least
+/// `min(CHECKED_LEN, frame_len)` bytes for a full check; more are ignored).
+/// The caller sends [`TxHeader::bytes`] followed by the frame's bytes from
+/// [`TxHeader::len`] on.
+pub fn check_prefix(
+    binding: &TxBinding,
+    policy: &TxPolicy,
+    prefix: &[u8],
+    frame_len: usize,
+) -> Result<TxHeader, TxRefusal> {
+    if frame_len > policy.max_frame_len {
+        return Err(TxRefusal::TooLong);
+    }
+    let header = copy_prefix(&[&prefix[..prefix.len().min(frame_len)]], frame_len);
+    check_header(binding, policy, header.bytes(), frame_len)?;
+    Ok(header)
+}
+
 /// Copies the first `CHECKED_LEN` bytes (or the whole frame, if shorter)
 /// out of the segments, once.
 fn copy_prefix(segments: &[&[u8]], frame_len: usize) -> TxHeader {
@@ -329,6 +348,32 @@ mod tests {
             check_transmit(&binding(), &TxPolicy::default(), &[head, payload]).err(),
             Some(TxRefusal::WrongSourcePort)
         );
+    }
+
+    #[test]
+    fn a_copied_prefix_is_checked_against_the_whole_length() {
+        let big = udp_frame(APP_MAC, IP, PROTO_UDP, 7, &[0xab; 600]);
+        let policy = TxPolicy::default();
+        let header = check_prefix(&binding(), &policy, &big[..CHECKED_LEN], big.len()).unwrap();
+        assert_eq!(header.bytes(), &big[..CHECKED_LEN]);
+        assert_eq!(header.frame_len(), big.len());
+        // The IPv4 total length must fit the whole frame, not the prefix.
+        assert_eq!(
+            check_prefix(&binding(), &policy, &big[..CHECKED_LEN], big.len() - 1).err(),
+            Some(TxRefusal::Malformed)
+        );
+        assert_eq!(
+            check_prefix(&binding(), &policy, &big[..CHECKED_LEN], 1515).err(),
+            Some(TxRefusal::TooLong)
+        );
+        let forged = udp_frame(APP_MAC, IP, PROTO_UDP, 8, &[0xab; 600]);
+        assert_eq!(
+            check_prefix(&binding(), &policy, &forged[..CHECKED_LEN], forged.len()).err(),
+            Some(TxRefusal::WrongSourcePort)
+        );
+        let small = good();
+        let header = check_prefix(&binding(), &policy, &small, small.len()).unwrap();
+        assert_eq!(header.bytes(), &small[..]);
     }
 
     #[test]

@@ -76,6 +76,9 @@ const UD_BATCH: u64 = 3;
 const UD_CANCEL: u64 = 4;
 const UD_SEND: u64 = 1 << 32; // | index within the batch
 
+/// Most ranges one frame of [`PacketRing::send_batch_gather`] is gathered from.
+pub const GATHER_PIECES: usize = 3;
+
 /// Buffer group id of the provided-buffer ring.
 const BGID: u16 = 7;
 
@@ -1140,6 +1143,105 @@ impl PacketRing {
             self.wait_caller_memory(|s| s.sends_pending == 0);
             for (i, &res) in self.state.send_results.iter().enumerate() {
                 on_done(chunk_no * sq_cap + i, cqe_result(res).map(|n| n as usize));
+            }
+        }
+    }
+
+    /// Sends frames whose head is server memory and whose rest lies in a
+    /// client's region ([`crate::backend::GatherFrame`]: the zero-copy
+    /// transmit), like [`Self::send_batch`].
+    pub fn send_batch_gathered(
+        &mut self,
+        frames: &[crate::backend::GatherFrame<'_>],
+        mut on_done: impl FnMut(usize, io::Result<usize>),
+    ) {
+        const CHUNK: usize = 64;
+        let none = (std::ptr::null::<u8>(), 0usize);
+        let mut raw = [[none; GATHER_PIECES]; CHUNK];
+        for (c, chunk) in frames.chunks(CHUNK).enumerate() {
+            for (dst, f) in raw.iter_mut().zip(chunk) {
+                dst[0] = (f.head.as_ptr(), f.head.len());
+                for (d, r) in dst[1..].iter_mut().zip(f.rest) {
+                    *d = r
+                        .as_ref()
+                        .map_or(none, |r| (r.as_ptr().cast_const(), r.len()));
+                }
+            }
+            // SAFETY: each head is a slice borrowed for the whole call; each
+            // `RawFrame` is borrowed for the whole call and keeps its region
+            // mapped, so every range stays valid for reads until we return.
+            unsafe {
+                self.send_batch_gather(&raw[..chunk.len()], |i, r| on_done(c * CHUNK + i, r));
+            }
+        }
+    }
+
+    /// Sends frames each gathered from up to [`GATHER_PIECES`] raw ranges
+    /// (one `sendmsg` with an iovec array per frame: e.g. a validated header
+    /// copy, then the rest of the frame straight from a client's page), one
+    /// submission per chunk of up to 64 frames; reports each result to
+    /// `on_done(index, result)` and returns once the kernel has all of them.
+    /// Empty ranges are left out.
+    ///
+    /// # Safety
+    /// Each `(ptr, len)` must be valid for reads of `len` bytes until this
+    /// function returns. Another process may write the memory meanwhile; the
+    /// kernel then sends whatever bytes it reads, which is the writer's loss.
+    pub unsafe fn send_batch_gather(
+        &mut self,
+        frames: &[[(*const u8, usize); GATHER_PIECES]],
+        mut on_done: impl FnMut(usize, io::Result<usize>),
+    ) {
+        const CHUNK: usize = 64;
+        let chunk_len = (self.ring.params().sq_entries() as usize).clamp(1, CHUNK);
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // The iovecs and message headers the kernel reads live in this stack
+        // frame, which outlives every send: we wait for all completions of a
+        // chunk before reusing them or returning.
+        let mut iovs = [[empty; GATHER_PIECES]; CHUNK];
+        // SAFETY: `msghdr` is plain old data (pointers and integers); all
+        // zeroes is a valid empty message (no name, no control data).
+        let mut msgs: [libc::msghdr; CHUNK] = unsafe { std::mem::zeroed() };
+        for (chunk_no, chunk) in frames.chunks(chunk_len).enumerate() {
+            self.state.send_results.clear();
+            self.state
+                .send_results
+                .resize(chunk.len(), -libc::ECANCELED);
+            let mut pushed = 0;
+            for (i, pieces) in chunk.iter().enumerate() {
+                let mut n = 0;
+                for &(ptr, len) in pieces.iter().filter(|(_, len)| *len > 0) {
+                    iovs[i][n] = libc::iovec {
+                        iov_base: ptr.cast_mut().cast(),
+                        iov_len: len,
+                    };
+                    n += 1;
+                }
+                msgs[i].msg_iov = iovs[i].as_mut_ptr();
+                msgs[i].msg_iovlen = n as _;
+                let sqe = opcode::SendMsg::new(self.fd(), &msgs[i])
+                    .build()
+                    .user_data(UD_SEND | i as u64);
+                // SAFETY: the message header and its iovecs live until we
+                // return, the ranges are valid until then (contract), and we
+                // wait below for every send's completion.
+                match unsafe { self.push(&[sqe]) } {
+                    Ok(()) => pushed += 1,
+                    Err(e) => {
+                        self.state.send_results[i] = -e.raw_os_error().unwrap_or(libc::EIO);
+                    }
+                }
+            }
+            self.state.sends_pending += pushed;
+            self.wait_caller_memory(|s| s.sends_pending == 0);
+            for (i, &res) in self.state.send_results.iter().enumerate() {
+                on_done(
+                    chunk_no * chunk_len + i,
+                    cqe_result(res).map(|n| n as usize),
+                );
             }
         }
     }
