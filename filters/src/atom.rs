@@ -334,6 +334,152 @@ impl Atom {
     }
 }
 
+/// Bytes an IPv4 header may span (IHL 15 × 4): the farthest a
+/// [`Base::Ipv4Payload`] shift can move a field.
+pub const MAX_IPV4_HEADER: u32 = 60;
+
+/// How far into a frame a test can read: the number of leading bytes that
+/// decide its verdict.
+///
+/// `Bounded(n)`: evaluating on the frame cut to its first `n` bytes gives
+/// the same verdict as on the whole frame (the wire length is passed
+/// separately and is not cut). `Unbounded`: where it reads depends on the
+/// packet's own bytes (a protocol-chain walk, a load at a computed offset),
+/// so only the whole frame decides. Ordered: every `Bounded` is below
+/// `Unbounded`, so the reach of several tests is their maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reach {
+    Bounded(u64),
+    Unbounded,
+}
+
+impl Default for Reach {
+    /// [`Reach::NOTHING`].
+    fn default() -> Reach {
+        Reach::NOTHING
+    }
+}
+
+impl Reach {
+    /// The reach of a test that reads nothing (a test of the wire length,
+    /// a program with no atoms).
+    pub const NOTHING: Reach = Reach::Bounded(0);
+
+    /// Whether the first `captured` bytes of a frame decide every verdict.
+    pub fn within(self, captured: usize) -> bool {
+        match self {
+            Reach::Bounded(n) => n <= captured as u64,
+            Reach::Unbounded => false,
+        }
+    }
+}
+
+/// Where an atom reads, computed once for both of its uses: install-time
+/// limits ([`Extent::fixed`]) and the data path's head length
+/// ([`Extent::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// The farthest byte (exclusive) from the start of the frame that the
+    /// atom's fixed offsets can reach, assuming the largest IPv4 header for
+    /// shifted fields. A computed offset contributes its base only; a
+    /// protocol chain its first header.
+    pub fixed: u64,
+    /// The atom also reads at offsets computed from packet bytes (an
+    /// indexed load, a protocol-chain walk): `fixed` does not bound it.
+    pub computed: bool,
+}
+
+impl Extent {
+    const NOTHING: Extent = Extent {
+        fixed: 0,
+        computed: false,
+    };
+
+    fn fixed(fixed: u64) -> Extent {
+        Extent {
+            fixed,
+            computed: false,
+        }
+    }
+
+    fn max(self, other: Extent) -> Extent {
+        Extent {
+            fixed: self.fixed.max(other.fixed),
+            computed: self.computed || other.computed,
+        }
+    }
+
+    /// How far a frame must be captured for the atom's verdict.
+    pub fn reach(self) -> Reach {
+        if self.computed {
+            Reach::Unbounded
+        } else {
+            Reach::Bounded(self.fixed)
+        }
+    }
+}
+
+impl Base {
+    /// The farthest the base itself can lie from the start of the frame
+    /// (the largest IPv4 header for a shift).
+    fn extent(self) -> u64 {
+        match self {
+            Base::Frame => 0,
+            Base::Ipv4Payload { ip } => u64::from(ip) + u64::from(MAX_IPV4_HEADER),
+        }
+    }
+}
+
+impl Field {
+    /// The farthest byte (exclusive) from the start of the frame this field
+    /// can touch. Reading it also reads the IHL byte of a shift's IPv4
+    /// header, which lies before that.
+    pub fn reach(&self) -> u64 {
+        self.base.extent() + self.end()
+    }
+}
+
+impl Expr {
+    /// Where the expression reads (see [`Extent`]).
+    pub fn extent(&self) -> Extent {
+        match self {
+            Expr::Const(_) | Expr::WireLen => Extent::NOTHING,
+            Expr::Field(field) => Extent::fixed(field.reach()),
+            Expr::Indexed { base, index, width } => Extent {
+                fixed: base.extent() + u64::from(width.bytes()),
+                computed: true,
+            }
+            .max(index.extent()),
+            Expr::Binary { lhs, rhs, .. } => lhs.extent().max(rhs.extent()),
+            Expr::Neg(inner) => inner.extent(),
+        }
+    }
+}
+
+impl Atom {
+    /// Where the atom reads (see [`Extent`]). A protocol chain reads its
+    /// first header at fixed offsets, then walks headers whose positions
+    /// the packet gives (IPv6 extension headers, IPv4 AH headers).
+    pub fn extent(&self) -> Extent {
+        match self {
+            Atom::Eq { field, .. } | Atom::Ne { field, .. } => Extent::fixed(field.reach()),
+            Atom::Test { lhs, rhs, .. } => lhs.extent().max(rhs.extent()),
+            Atom::Protochain { net, ipv6, .. } => {
+                let header = if *ipv6 { 40 } else { MAX_IPV4_HEADER };
+                Extent {
+                    fixed: u64::from(*net) + u64::from(header),
+                    computed: true,
+                }
+            }
+        }
+    }
+
+    /// How far a frame must be captured for this atom's verdict.
+    pub fn reach(&self) -> Reach {
+        self.extent().reach()
+    }
+}
+
 pub mod protochain {
     //! The bounded protocol-chain walk behind [`super::Atom::Protochain`],
     //! step for step the BPF loop libpcap 1.10 generates for `protochain`.

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::atom::{Atom, Base, Expr};
+use crate::atom::{Atom, Reach};
 use crate::program::Program;
 use crate::trie::path::{canonical_paths, Edge};
 use crate::trie::{Accept, Trie, TrieStats};
@@ -52,10 +52,6 @@ pub const MAX_ATOMS_CEILING: usize = 256;
 /// Most nodes one relational test's expressions may have whatever
 /// [`Limits::max_expr_nodes`] says: it bounds their evaluation recursion.
 pub const MAX_EXPR_NODES_CEILING: usize = 1024;
-
-/// Bytes an IPv4 header may span (IHL 15 × 4): the farthest a
-/// [`Base::Ipv4Payload`] shift can move a field.
-const MAX_IPV4_HEADER: u64 = 60;
 
 /// Per-filter limits checked at install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +103,7 @@ pub enum InstallError {
 pub struct Classifier {
     trie: Trie,
     filters: usize,
+    reach: Reach,
 }
 
 impl Classifier {
@@ -120,6 +117,14 @@ impl Classifier {
     /// Number of installed filters.
     pub fn len(&self) -> usize {
         self.filters
+    }
+
+    /// How far into a frame the installed filters can read: the largest
+    /// [`Program::reach`] among them. `classify` on a frame cut to a
+    /// `Bounded` reach returns what it returns on the whole frame, so a
+    /// data path that only peeks at a frame's head knows how much to peek.
+    pub fn reach(&self) -> Reach {
+        self.reach
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,6 +148,7 @@ impl Classifier {
 struct Installed {
     seq: u64,
     program: Program,
+    reach: Reach,
     /// The program's alternatives as canonical trie paths.
     paths: Vec<Vec<Edge>>,
 }
@@ -159,6 +165,9 @@ pub struct FilterSet {
     installed: HashMap<Tag, Installed>,
     /// Installed tags by insertion sequence.
     order: BTreeMap<u64, Tag>,
+    /// How many installed filters have each reach: the classifier's reach
+    /// is the largest key, kept up to date on insert and remove.
+    reaches: BTreeMap<Reach, usize>,
     current: Arc<Classifier>,
 }
 
@@ -185,6 +194,7 @@ impl FilterSet {
             next_seq: 0,
             installed: HashMap::new(),
             order: BTreeMap::new(),
+            reaches: BTreeMap::new(),
             current: Arc::default(),
         }
     }
@@ -256,11 +266,14 @@ impl FilterSet {
             .current
             .trie
             .inserted(&paths, Accept { seq, tag }, self.seed);
+        let reach = program.reach();
+        *self.reaches.entry(reach).or_default() += 1;
         self.installed.insert(
             tag,
             Installed {
                 seq,
                 program,
+                reach,
                 paths,
             },
         );
@@ -274,6 +287,12 @@ impl FilterSet {
     pub fn remove(&mut self, tag: Tag) -> Option<Arc<Classifier>> {
         let filter = self.installed.remove(&tag)?;
         self.order.remove(&filter.seq);
+        if let Some(count) = self.reaches.get_mut(&filter.reach) {
+            *count -= 1;
+            if *count == 0 {
+                self.reaches.remove(&filter.reach);
+            }
+        }
         let accept = Accept {
             seq: filter.seq,
             tag,
@@ -289,9 +308,14 @@ impl FilterSet {
     }
 
     fn publish(&mut self, trie: Trie) {
+        let reach = self
+            .reaches
+            .last_key_value()
+            .map_or(Reach::NOTHING, |(reach, _)| *reach);
         self.current = Arc::new(Classifier {
             trie,
             filters: self.installed.len(),
+            reach,
         });
     }
 }
@@ -310,7 +334,7 @@ fn check_limits(limits: &Limits, program: &Program) -> Result<(), InstallError> 
                 expr_nodes(atom),
                 max_expr_nodes,
             )?;
-            let reach = atom_reach(atom);
+            let reach = atom.extent().fixed;
             if reach > u64::from(limits.max_offset) {
                 return Err(InstallError::Limit {
                     limit: "highest byte offset",
@@ -342,44 +366,10 @@ fn expr_nodes(atom: &Atom) -> usize {
     }
 }
 
-/// The farthest byte (exclusive) from the start of the frame an atom's
-/// fixed offsets can reach, assuming the largest IPv4 header for shifted
-/// fields. Computed offsets (`Expr::Indexed`) are bounds-checked per packet
-/// and contribute their base only.
-fn atom_reach(atom: &Atom) -> u64 {
-    match atom {
-        Atom::Eq { field, .. } | Atom::Ne { field, .. } => base_reach(field.base) + field.end(),
-        Atom::Test { lhs, rhs, .. } => expr_reach(lhs).max(expr_reach(rhs)),
-        Atom::Protochain { net, ipv6, .. } => {
-            let header = if *ipv6 { 40 } else { MAX_IPV4_HEADER };
-            u64::from(*net) + header
-        }
-    }
-}
-
-fn base_reach(base: Base) -> u64 {
-    match base {
-        Base::Frame => 0,
-        Base::Ipv4Payload { ip } => u64::from(ip) + MAX_IPV4_HEADER,
-    }
-}
-
-fn expr_reach(expr: &Expr) -> u64 {
-    match expr {
-        Expr::Const(_) | Expr::WireLen => 0,
-        Expr::Field(field) => base_reach(field.base) + field.end(),
-        Expr::Indexed { base, index, width } => {
-            (base_reach(*base) + u64::from(width.bytes())).max(expr_reach(index))
-        }
-        Expr::Binary { lhs, rhs, .. } => expr_reach(lhs).max(expr_reach(rhs)),
-        Expr::Neg(inner) => expr_reach(inner),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::atom::{Field, RelOp, Width};
+    use crate::atom::{Base, Expr, Field, RelOp, Width};
 
     fn eq(field: Field, value: u32) -> Atom {
         let mask = match field.width {
@@ -694,6 +684,111 @@ mod tests {
             Err(InstallError::Limit { actual: 110, .. })
         ));
         assert!(filters.is_empty());
+    }
+
+    #[test]
+    fn reach_follows_installs_and_removals() {
+        let mut filters = set();
+        assert_eq!(filters.classifier().reach(), Reach::NOTHING);
+        // Ethertype, protocol, fragment, then ip+ihl[2:2]: 14 + 60 + 4.
+        filters.insert(1, udp_dst_port(53)).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Bounded(78));
+        let deep = crate::compile("udp[150] == 1").unwrap();
+        assert_eq!(deep.reach(), Reach::Bounded(14 + 60 + 151));
+        filters.insert(2, deep.clone()).unwrap();
+        filters.insert(3, deep).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Bounded(225));
+        let chain = crate::compile("ip6 protochain 17").unwrap();
+        assert_eq!(chain.reach(), Reach::Unbounded);
+        filters.insert(4, chain).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Unbounded);
+        filters.remove(4).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Bounded(225));
+        // Two filters reach 225: removing one leaves the other's.
+        filters.remove(2).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Bounded(225));
+        filters.remove(3).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::Bounded(78));
+        filters.remove(1).unwrap();
+        assert_eq!(filters.classifier().reach(), Reach::NOTHING);
+    }
+
+    #[test]
+    fn a_frame_cut_at_the_reach_classifies_like_the_whole_frame_and_one_cut_shorter_may_not() {
+        let mut filters = set();
+        filters
+            .insert(2, crate::compile("udp and udp[150] == 7").unwrap())
+            .unwrap();
+        filters.insert(1, udp_dst_port(9)).unwrap();
+        let classifier = filters.classifier();
+        let Reach::Bounded(reach) = classifier.reach() else {
+            panic!("bounded filters");
+        };
+        let mut frame = udp_frame(9);
+        frame.resize(300, 0);
+        frame[14 + 20 + 150] = 7;
+        let wire_len = frame.len() as u32;
+        // Both match the whole frame, with four atoms each: the first
+        // installed wins.
+        assert_eq!(classifier.classify(&frame, wire_len), 2);
+        assert_eq!(classifier.classify(&frame[..reach as usize], wire_len), 2);
+        // Cut at 128 (the old fixed peek), `udp[150]` is not captured: the
+        // verdict changes.
+        assert_eq!(classifier.classify(&frame[..128], wire_len), 1);
+    }
+
+    #[test]
+    fn reach_of_each_kind_of_atom() {
+        let shifted = |offset| Field {
+            base: Base::Ipv4Payload { ip: 18 },
+            offset,
+            width: Width::Word,
+        };
+        assert_eq!(
+            eq(Field::at(20, Width::Half), 1).reach(),
+            Reach::Bounded(22)
+        );
+        assert_eq!(eq(shifted(8), 1).reach(), Reach::Bounded(18 + 60 + 12));
+        let len_only = Atom::Test {
+            lhs: Expr::WireLen,
+            op: RelOp::Gt,
+            rhs: Expr::Const(100),
+        };
+        assert_eq!(len_only.reach(), Reach::NOTHING);
+        let arith = Atom::Test {
+            lhs: Expr::Binary {
+                op: crate::ArithOp::Add,
+                lhs: Box::new(Expr::Field(Field::at(200, Width::Byte))),
+                rhs: Box::new(Expr::Field(shifted(0))),
+            },
+            op: RelOp::Gt,
+            rhs: Expr::Const(3),
+        };
+        assert_eq!(arith.reach(), Reach::Bounded(201));
+        let indexed = Atom::Test {
+            lhs: Expr::Indexed {
+                base: Base::Frame,
+                index: Box::new(Expr::Field(Field::at(0, Width::Byte))),
+                width: Width::Byte,
+            },
+            op: RelOp::Eq,
+            rhs: Expr::Const(1),
+        };
+        assert_eq!(indexed.reach(), Reach::Unbounded);
+        // The limit check still counts its fixed part only.
+        assert_eq!(indexed.extent().fixed, 1);
+        let chain = Atom::Protochain {
+            net: 14,
+            ipv6: false,
+            proto: 17,
+        };
+        assert_eq!(chain.reach(), Reach::Unbounded);
+        assert_eq!(Program::accept_all().reach(), Reach::NOTHING);
+        assert_eq!(Program::reject_all().reach(), Reach::NOTHING);
+        assert!(Reach::Bounded(u64::MAX) < Reach::Unbounded);
+        assert!(Reach::Bounded(128).within(128));
+        assert!(!Reach::Bounded(129).within(128));
+        assert!(!Reach::Unbounded.within(usize::MAX));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod trie;
 #[doc(hidden)]
 pub mod workload;
 
-pub use atom::{ArithOp, Atom, Base, Expr, Field, RelOp, Width};
+pub use atom::{ArithOp, Atom, Base, Expr, Extent, Field, Reach, RelOp, Width};
 pub use classifier::{Classifier, FilterSet, InstallError, Limits};
 pub use compile::{compile, CompileError};
 pub use program::Program;

@@ -6,7 +6,7 @@
 //! **specificity**, which the classifier uses to let the most specific filter
 //! win (see the classifier's documentation for the tie rule).
 
-use crate::atom::Atom;
+use crate::atom::{Atom, Reach};
 
 /// A compiled filter program.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,6 +50,18 @@ impl Program {
 
     pub fn alternatives(&self) -> &[Vec<Atom>] {
         &self.alternatives
+    }
+
+    /// How far into a frame the program can read: the largest reach of any
+    /// of its atoms ([`Reach::NOTHING`] without atoms). Evaluated on a frame
+    /// cut to a `Bounded` reach, the program gives the whole frame's verdict.
+    pub fn reach(&self) -> Reach {
+        self.alternatives
+            .iter()
+            .flatten()
+            .map(Atom::reach)
+            .max()
+            .unwrap_or(Reach::NOTHING)
     }
 
     /// Whether the frame matches: the naive evaluation, one alternative after

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use filters::atom::{ArithOp, Atom, Base, Expr, Field, RelOp, Width};
-use filters::{Classifier, FilterSet, InstallError, Limits, Program, Tag};
+use filters::{Classifier, FilterSet, InstallError, Limits, Program, Reach, Tag};
 use proptest::prelude::*;
 
 /// The reference: every filter evaluated in insertion order.
@@ -362,5 +362,74 @@ proptest! {
             .find(|(_, p)| !p.alternatives().is_empty() && canonical(p) == canonical(&probe))
             .map(|(tag, _)| tag);
         prop_assert_eq!(set.identical(&probe), expected);
+    }
+}
+
+/// Frames long enough to be cut: the alphabet's small values, and now and
+/// then an IPv4-looking byte (IHL up to 15) for the shifted fields.
+fn long_frame() -> impl Strategy<Value = (Vec<u8>, u32)> {
+    (
+        prop::collection::vec(prop_oneof![4 => 0u8..8, 1 => 0x40u8..0x50], 0..100),
+        0u32..120,
+    )
+}
+
+/// The frame cut to `reach`, or whole when the reach is past its end.
+fn cut(frame: &[u8], reach: Reach) -> Option<&[u8]> {
+    match reach {
+        Reach::Bounded(n) => Some(&frame[..frame.len().min(n as usize)]),
+        Reach::Unbounded => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// What the data path relies on to classify a peeked head: a frame cut
+    /// at the classifier's reach classifies exactly like the whole frame,
+    /// for every published version; and each program's verdict and
+    /// specificity on a frame cut at its own reach are the whole frame's.
+    #[test]
+    fn a_frame_cut_at_the_reach_classifies_like_the_whole_frame(
+        ops in prop::collection::vec(op(), 1..24),
+        frames in prop::collection::vec(long_frame(), 1..16),
+    ) {
+        let (_, naive, versions) = replay(&ops);
+        for (version, _) in &versions {
+            let reach = version.reach();
+            for (frame, wire_len) in &frames {
+                if let Some(head) = cut(frame, reach) {
+                    prop_assert_eq!(
+                        version.classify(head, *wire_len),
+                        version.classify(frame, *wire_len),
+                        "reach {:?}, frame {:?}", reach, frame
+                    );
+                }
+            }
+        }
+        for (_, program) in &naive.filters {
+            for (frame, wire_len) in &frames {
+                if let Some(head) = cut(frame, program.reach()) {
+                    prop_assert_eq!(
+                        program.specificity(head, *wire_len),
+                        program.specificity(frame, *wire_len)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The classifier's reach is the largest reach of the filters installed
+    /// now, whatever was installed and removed before.
+    #[test]
+    fn reach_is_the_largest_installed_reach(ops in prop::collection::vec(op(), 1..24)) {
+        let (set, naive, _) = replay(&ops);
+        let expected = naive
+            .filters
+            .iter()
+            .map(|(_, program)| program.reach())
+            .max()
+            .unwrap_or(Reach::NOTHING);
+        prop_assert_eq!(set.classifier().reach(), expected);
     }
 }
