@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use filters::{Classifier, Program, NOT_INTERESTED};
+use filters::{Classifier, Program, Reach, NOT_INTERESTED};
 
 use crate::backend::af_packet::FrameBody;
 use crate::backend::{Backend, RxFrame, Wake};
@@ -146,6 +146,8 @@ struct DataPath {
     classifier: Arc<Classifier>,
     exclusive: HashMap<Tag, Slot>,
     monitors: Vec<(Program, Slot)>,
+    /// The largest reach of the monitors' programs.
+    monitor_reach: Reach,
     pool: Arc<OverflowPool>,
     global: Arc<Counters>,
     /// Filters with a region attached (exclusive and monitors).
@@ -166,6 +168,7 @@ impl DataPath {
                 self.exclusive.insert(filter.tag, Slot::new(filter));
             }
             Command::InstallMonitor { filter, program } => {
+                self.monitor_reach = self.monitor_reach.max(program.reach());
                 self.monitors.push((program, Slot::new(filter)))
             }
             Command::Remove { tag, classifier } => {
@@ -180,6 +183,12 @@ impl DataPath {
                     let (_, slot) = self.monitors.swap_remove(i);
                     self.shared -= usize::from(slot.shared.is_some());
                     slot.close(&self.pool, None);
+                    self.monitor_reach = self
+                        .monitors
+                        .iter()
+                        .map(|(p, _)| p.reach())
+                        .max()
+                        .unwrap_or_default();
                 }
             }
             Command::Attach { tag, shared } => {
@@ -223,6 +232,11 @@ impl DataPath {
     /// zero copy included — bypasses them; then the host's control plane
     /// and the destination-MAC fast path ([`crate::hostpath`]).
     fn process(&mut self, frame: &RxFrame<'_>, body: Option<&dyn FrameBody>) {
+        if let Some(body) = body {
+            if !self.head_decides(frame) {
+                return self.process_whole(frame, body);
+            }
+        }
         let tag = match self.host.receive(frame) {
             Route::Dropped => return self.global.drop_on_entry(DropReason::Firewall),
             Route::Control => return self.global.enter_control(),
@@ -264,6 +278,41 @@ impl DataPath {
             return;
         }
         self.process_complete(tag, frame);
+    }
+
+    /// How far into a frame the firewall, the control plane, the classifier
+    /// and the monitors read to decide where it goes.
+    fn reach(&self) -> Reach {
+        self.classifier
+            .reach()
+            .max(self.monitor_reach)
+            .max(self.host.reach())
+    }
+
+    /// Whether a peeked frame's head decides it: it is the whole frame, or
+    /// it holds every byte the decisions read and the control plane (which
+    /// answers from the whole frame) does not claim it.
+    fn head_decides(&self, frame: &RxFrame<'_>) -> bool {
+        frame.data.len() >= frame.wire_len as usize
+            || (self.reach().within(frame.data.len()) && !self.host.claims(frame.data))
+    }
+
+    /// A peeked frame its head does not decide: received whole into server
+    /// memory, then decided and placed like a frame of a copying backend
+    /// (a large frame counts as `copied`, never silently).
+    fn process_whole(&mut self, frame: &RxFrame<'_>, body: &dyn FrameBody) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match body.read_into(&mut scratch) {
+            Ok(got) => {
+                let whole = RxFrame {
+                    data: &scratch[..got.copied.min(scratch.len())],
+                    ..*frame
+                };
+                self.process(&whole, None);
+            }
+            Err(e) => tracing::warn!(error = %e, "receiving a peeked frame failed"),
+        }
+        self.scratch = scratch;
     }
 
     fn process_complete(&mut self, tag: Tag, frame: &RxFrame<'_>) {
@@ -378,6 +427,7 @@ impl DataPathHandle {
                     classifier: Arc::default(),
                     exclusive: HashMap::new(),
                     monitors: Vec::new(),
+                    monitor_reach: Reach::NOTHING,
                     scratch: vec![0u8; pool.frame_size()].into_boxed_slice(),
                     pool,
                     global,
@@ -399,6 +449,11 @@ impl DataPathHandle {
                     }
                     // Peek then place only helps a shared-mode client.
                     let placed = if dp.shared > 0 {
+                        backend.set_head_len(match dp.reach() {
+                            Reach::Bounded(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                            // Completed before classifying: no use peeking more.
+                            Reach::Unbounded => 0,
+                        });
                         backend
                             .recv_placed(BATCH, Duration::ZERO, &mut |f, body| dp.process(f, body))
                     } else {
@@ -852,5 +907,260 @@ mod tests {
         assert!(g.identity_holds(), "{g:?}");
         assert!(f.counters.snapshot().drops_for(DropReason::Closed) >= 1);
         dp.stop();
+    }
+
+    /// The body of a peeked frame that records where it was written out:
+    /// `"server"` (server memory, to be copied) or `"client"` (a client's
+    /// frame, zero copy).
+    struct RecordingBody<'a> {
+        bytes: &'a [u8],
+        wrote: std::cell::Cell<Option<&'static str>>,
+    }
+
+    impl FrameBody for RecordingBody<'_> {
+        fn frame_len(&self) -> usize {
+            self.bytes.len()
+        }
+
+        fn read_into(&self, dst: &mut [u8]) -> std::io::Result<crate::sys::af_packet::RecvLen> {
+            assert!(
+                self.wrote.replace(Some("server")).is_none(),
+                "written twice"
+            );
+            let n = self.bytes.len().min(dst.len());
+            dst[..n].copy_from_slice(&self.bytes[..n]);
+            Ok(crate::sys::af_packet::RecvLen {
+                copied: n,
+                frame_len: self.bytes.len(),
+            })
+        }
+
+        fn read_into_frame(
+            &self,
+            frame: &exchange::server::RawFrame,
+        ) -> std::io::Result<crate::sys::af_packet::RecvLen> {
+            assert!(
+                self.wrote.replace(Some("client")).is_none(),
+                "written twice"
+            );
+            Ok(crate::sys::af_packet::RecvLen {
+                copied: crate::sys::dma::write_frame(frame, self.bytes),
+                frame_len: self.bytes.len(),
+            })
+        }
+    }
+
+    /// A data path driven by hand (no thread), with one shared-mode
+    /// exclusive filter per `(tag, expression)`, installed in that order,
+    /// each with 4 fill frames posted.
+    fn hand_driven(
+        filters: &[(Tag, &str)],
+        host: HostPath,
+    ) -> (DataPath, Vec<(Arc<Filter>, exchange::ClientRegion)>) {
+        let pool = Arc::new(OverflowPool::new(8, 4096, 128));
+        let mut dp = DataPath {
+            classifier: Arc::default(),
+            exclusive: HashMap::new(),
+            monitors: Vec::new(),
+            monitor_reach: Reach::NOTHING,
+            scratch: vec![0u8; pool.frame_size()].into_boxed_slice(),
+            pool,
+            global: Arc::new(Counters::default()),
+            shared: 0,
+            host,
+        };
+        let geometry = FilterGeometry {
+            queue_limit: 32,
+            frames: 8,
+            small_slots: 8,
+            frame_size: 4096,
+            small_threshold: 128,
+        };
+        let mut set = FilterSet::new(Limits::default());
+        let mut clients = Vec::new();
+        for &(tag, expression) in filters {
+            let program = filters::compile(expression).unwrap();
+            dp.classifier = set.insert(tag, program).unwrap();
+            let (f, _) = Filter::new(tag, Mode::Exclusive, expression.into(), geometry, 8);
+            let f = Arc::new(f);
+            let (mut client, mut tokens, server) = attach_pair(8, 0);
+            let mut posted: Vec<exchange::Frame> = tokens.drain(..4).collect();
+            client.fill(&mut posted).unwrap();
+            let space = crate::place::RegionSpace::new(server, 128, 4096).unwrap();
+            assert!(f.begin_attach());
+            assert!(dp.apply(Command::Install {
+                filter: f.clone(),
+                classifier: Arc::clone(&dp.classifier),
+            }));
+            assert!(dp.apply(Command::Attach {
+                tag,
+                shared: Box::new(SharedPath::new(space, None)),
+            }));
+            clients.push((f, client));
+        }
+        (dp, clients)
+    }
+
+    fn no_host() -> HostPath {
+        crate::hostpath::HostControl::disabled(Wake::default()).1
+    }
+
+    /// Shows `frame` to the data path as a peek of its first `head` bytes
+    /// would (with its body when longer than the 128-byte small threshold);
+    /// returns where the body was written out, if it was.
+    fn peeked(dp: &mut DataPath, frame: &[u8], head: usize) -> Option<&'static str> {
+        let body = RecordingBody {
+            bytes: frame,
+            wrote: std::cell::Cell::new(None),
+        };
+        let rx = RxFrame {
+            data: &frame[..head.min(frame.len())],
+            wire_len: frame.len() as u32,
+            ts_ns: 0,
+        };
+        dp.process(&rx, (frame.len() > 128).then_some(&body as &dyn FrameBody));
+        dp.after_batch();
+        body.wrote.get()
+    }
+
+    /// A UDP/IPv4 frame of `len` bytes to `port` whose `udp[150]` is `deep`.
+    fn udp(len: usize, port: u16, deep: u8) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 17;
+        f[36..38].copy_from_slice(&port.to_be_bytes());
+        f[14 + 20 + 150] = deep;
+        f
+    }
+
+    fn paths(f: &Filter) -> (u64, u64, u64) {
+        let s = f.counters.snapshot();
+        (s.delivered(), s.zero_copy, s.copied)
+    }
+
+    /// A filter reading past the 128-byte peek (`udp[150]`, reach 225): a
+    /// head that holds the reach is classified as it is and the frame goes
+    /// zero copy; a shorter head (a backend that could not peek that far)
+    /// is completed into server memory first, classified whole, and copied.
+    #[test]
+    fn a_head_shorter_than_the_reach_is_completed_before_classifying() {
+        let (mut dp, clients) = hand_driven(
+            &[(2, "udp and udp[150] == 7"), (1, "udp dst port 9")],
+            no_host(),
+        );
+        assert_eq!(dp.reach(), Reach::Bounded(225));
+        let (deep, plain) = (&clients[0].0, &clients[1].0);
+        // Both match on the whole frame (tie: the first installed, 2).
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 7), 225), Some("client"));
+        assert_eq!(paths(deep), (1, 1, 0));
+        // Cut at 128, `udp[150]` is missing: judged on the head, it would
+        // have gone to 1.
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 7), 128), Some("server"));
+        assert_eq!(paths(deep), (2, 1, 1));
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 128), Some("server"));
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 225), Some("client"));
+        assert_eq!(paths(plain), (2, 1, 1));
+        // A frame shorter than the reach is decided by its whole head.
+        assert_eq!(peeked(&mut dp, &udp(200, 9, 0), 200), Some("client"));
+        assert_eq!(paths(plain), (3, 2, 1));
+        assert!(dp.global.snapshot().identity_holds());
+    }
+
+    /// Within the reach, the head decides and the frame goes zero copy; a
+    /// filter whose reach is unbounded (a protocol-chain walk) makes every
+    /// large peeked frame go through server memory, counted `copied`.
+    #[test]
+    fn an_unbounded_reach_completes_every_frame_and_counts_it_copied() {
+        let (mut dp, clients) = hand_driven(&[(1, "udp dst port 9")], no_host());
+        assert_eq!(dp.reach(), Reach::Bounded(78));
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 128), Some("client"));
+        assert_eq!(paths(&clients[0].0), (1, 1, 0));
+
+        let (mut dp, clients) = hand_driven(&[(3, "ip protochain 17")], no_host());
+        assert_eq!(dp.reach(), Reach::Unbounded);
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 128), Some("server"));
+        assert_eq!(paths(&clients[0].0), (1, 0, 1));
+        // A head that is the whole frame decides whatever the reach.
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 4096), Some("client"));
+        assert_eq!(paths(&clients[0].0), (2, 1, 1));
+        // Small frames are complete in the head: nothing to complete.
+        assert_eq!(peeked(&mut dp, &udp(190, 9, 0)[..100], 128), None);
+        assert_eq!(clients[0].0.counters.snapshot().delivered_small, 1);
+    }
+
+    /// Operator rules and monitors count in the reach: a drop rule on
+    /// `udp[150]` sees the whole frame, not the 128-byte head.
+    #[test]
+    fn firewall_rules_and_monitors_reading_deep_count_in_the_reach() {
+        let wake = Wake::default();
+        let (control, host) = crate::hostpath::HostControl::disabled(wake.clone());
+        let (mut dp, clients) = hand_driven(&[(1, "udp dst port 9")], host);
+        control
+            .add_rule(crate::host::firewall::RuleAction::Drop, "udp[150] == 7")
+            .unwrap();
+        let mut backend = Emulated::new(4, 2048, wake);
+        dp.host.service(&mut backend, false);
+        assert_eq!(dp.reach(), Reach::Bounded(225));
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 7), 128), Some("server"));
+        assert_eq!(dp.global.snapshot().drops_for(DropReason::Firewall), 1);
+        assert_eq!(
+            peeked(&mut dp, &udp(300, 9, 7), 225),
+            None,
+            "dropped on the head"
+        );
+        assert_eq!(dp.global.snapshot().drops_for(DropReason::Firewall), 2);
+        assert_eq!(paths(&clients[0].0), (0, 0, 0));
+
+        let (monitor, _) = Filter::new(5, Mode::Monitor, "deep".into(), clients[0].0.geometry, 8);
+        assert!(dp.apply(Command::InstallMonitor {
+            filter: Arc::new(monitor),
+            program: filters::compile("ip protochain 17").unwrap(),
+        }));
+        assert_eq!(dp.reach(), Reach::Unbounded);
+        assert!(dp.apply(Command::Remove {
+            tag: 5,
+            classifier: None,
+        }));
+        assert_eq!(dp.reach(), Reach::Bounded(225));
+    }
+
+    /// An ICMP echo request longer than the head is read whole before the
+    /// control plane answers it: the reply carries all of its data.
+    #[test]
+    fn control_frames_are_completed_before_the_control_plane_handles_them() {
+        use crate::host::{HostConfig, MacAddr};
+        use rand::SeedableRng;
+        let ours = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let wake = Wake::default();
+        let (_control, host) = crate::hostpath::HostControl::new(
+            Some(HostConfig::new(ours, ip, 24)),
+            rand::rngs::StdRng::seed_from_u64(7),
+            wake.clone(),
+        );
+        let (mut dp, _clients) = hand_driven(&[], host);
+        assert_eq!(dp.reach(), Reach::Bounded(75));
+        let data: Vec<u8> = (0..400u32).map(|i| i as u8).collect();
+        let mut request = Vec::new();
+        etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x0b], ours.0)
+            .ipv4([10, 0, 0, 2], ip.octets(), 64)
+            .icmpv4_echo_request(0x4242, 7)
+            .write(&mut request, &data)
+            .unwrap();
+        assert_eq!(peeked(&mut dp, &request, 128), Some("server"));
+        assert_eq!(dp.global.snapshot().control, 1);
+        let mut backend = Emulated::new(4, 2048, wake);
+        let wire = backend.injector().unwrap();
+        dp.host.service(&mut backend, true);
+        let mut sent = Vec::new();
+        wire.take_transmitted(8, &mut |f| sent.push(f.to_vec()));
+        assert_eq!(sent.len(), 1, "one echo reply");
+        assert_eq!(sent[0].len(), request.len());
+        assert_eq!(
+            &sent[0][sent[0].len() - 400..],
+            &data[..],
+            "the whole data echoed"
+        );
     }
 }

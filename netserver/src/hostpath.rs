@@ -56,6 +56,10 @@ use crate::txring::RingTx;
 const TX_SLOTS: usize = 64;
 /// Bytes of a transmit buffer: a full 1514-byte frame fits.
 const TX_BUF: usize = 2048;
+/// Bytes of a frame that decide whether the control plane takes it
+/// (`Host::is_control`): the Ethernet header, the largest IPv4 header and
+/// the ICMP type. ARP is decided by the EtherType.
+pub const CONTROL_HEAD: usize = HEADER_LEN + 60 + 1;
 /// Most `Host::poll` events handled after one batch.
 const POLL_BUDGET: usize = 256;
 /// How long after tx-ring or receive activity the data path keeps looking
@@ -334,6 +338,26 @@ impl HostPath {
         // claim ending a probe): poll after the batch.
         self.next_poll = Some(now);
         Route::Control
+    }
+
+    /// How far into a frame [`HostPath::receive`] reads to decide where it
+    /// goes: the firewall rules' reach, and with a host the headers
+    /// `is_control` reads (see [`CONTROL_HEAD`]). A frame the control plane
+    /// claims is handled whole: see [`HostPath::claims`].
+    pub fn reach(&self) -> filters::Reach {
+        let control = match self.host {
+            Some(_) => filters::Reach::Bounded(CONTROL_HEAD as u64),
+            None => filters::Reach::NOTHING,
+        };
+        self.firewall.reach().max(control)
+    }
+
+    /// Whether the control plane takes the frame whose first bytes (at least
+    /// [`HostPath::reach`]) are `head`: then the data path must complete it
+    /// before [`HostPath::receive`] (an echo reply carries the request's
+    /// whole payload).
+    pub fn claims(&self, head: &[u8]) -> bool {
+        self.host.as_ref().is_some_and(|host| host.is_control(head))
     }
 
     /// After a batch: applies commands, advances timers, sends what was

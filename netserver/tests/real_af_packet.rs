@@ -121,6 +121,46 @@ fn assert_same_frames(got: &[Vec<u8>], want: &[Vec<u8>]) {
     }
 }
 
+/// A longer peek asked for after a frame was peeked (the data path's
+/// classification now reads deeper) peeks that frame again; the length is
+/// clamped to `peek_len..=max_peek_len`, and the head is always the frame's
+/// first `min(frame_len, peek_len)` bytes.
+#[test]
+fn a_longer_peek_peeks_the_frame_again() {
+    let Some(lab) = real_mode_or_skip("afp-longer-peek", &[], 1500) else {
+        return;
+    };
+    let want = crafted(&[600, 600, 1400]);
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    send_from_peer(&lab, &want);
+    let peek = ring.peek(WAIT).expect("peek").expect("a frame");
+    assert_eq!((peek.head.len(), peek.frame_len), (128, 600));
+    assert_eq!(ring.set_peek_len(300), 300);
+    let peek = ring.peek(WAIT).expect("peek").expect("a frame");
+    assert_eq!(
+        (peek.head.len(), peek.frame_len),
+        (300, 600),
+        "peeked again"
+    );
+    assert_eq!(peek.head, &want[0][..300]);
+    let mut dst = vec![0u8; 2048];
+    assert_eq!(ring.recv_into(&mut dst).expect("recv").copied, 600);
+    assert_eq!(&dst[..600], &want[0][..]);
+    // The next peek was issued with 300 bytes; asking for more than the
+    // buffer holds gets the most it holds.
+    assert_eq!(ring.set_peek_len(1 << 20), ring.max_peek_len());
+    let peek = ring.peek(WAIT).expect("peek").expect("a frame");
+    assert!(peek.is_complete(), "600 bytes, all in the head");
+    assert_eq!(peek.head, &want[1][..]);
+    assert_eq!(ring.consume().expect("consume"), 600);
+    // Shorter again: a peek issued longer shows only `peek_len` bytes.
+    assert_eq!(ring.set_peek_len(0), 128);
+    let peek = ring.peek(WAIT).expect("peek").expect("a frame");
+    assert_eq!((peek.head.len(), peek.frame_len), (128, 1400));
+    assert_eq!(peek.head, &want[2][..128]);
+    assert_eq!(ring.consume().expect("consume"), 1400);
+}
+
 #[test]
 fn peek_then_place_receives_a_replayed_capture_byte_identical() {
     let Some(lab) = real_mode_or_skip("afp-peek", &["tcpreplay"], 1500) else {

@@ -9,12 +9,14 @@
 //!   copies it once into the client's frame. This is what the data path uses
 //!   through the [`Backend`] trait as it stands.
 //! - [`AfPacket::recv_placed`] (**zero copy**, peek then place): each frame is
-//!   peeked (its first `small_threshold` bytes and its real length), lent with
-//!   only those bytes in `data`, plus a [`FrameBody`] that receives the whole
-//!   frame straight into the destination the placement chose — a client's
-//!   fill page — so the kernel writes the payload once and user space copies
-//!   nothing. A frame no one wrote out (small: complete in `data`; or
-//!   dropped) is dequeued after the callback. One `io_uring_enter` per frame.
+//!   peeked (its first `small_threshold` bytes, or as many as
+//!   [`Backend::set_head_len`] asked for, and its real length), lent with
+//!   only those bytes in `data`, plus — when it is longer than the small
+//!   threshold — a [`FrameBody`] that receives the whole frame straight into
+//!   the destination the placement chose, a client's fill page, so the
+//!   kernel writes the payload once and user space copies nothing. A frame
+//!   no one wrote out (small: complete in `data`; or dropped) is dequeued
+//!   after the callback. One `io_uring_enter` per frame.
 //!   After it, [`Backend::wait`] waits with a peek too: starting the batched
 //!   receive to wait would take the next frames whole into server buffers,
 //!   and every one of them would be copied.
@@ -35,7 +37,8 @@ use crate::sys::uring::{PacketRing, UringConfig};
 pub struct AfPacketOptions {
     /// Socket options (promiscuous, receive buffer, …).
     pub socket: PacketSocketConfig,
-    /// Ring options; `peek_len` is the small threshold of the zero-copy path.
+    /// Ring options; `peek_len` is the small threshold of the zero-copy path,
+    /// `max_peek_len` the longest head [`Backend::set_head_len`] gets.
     pub uring: UringConfig,
 }
 
@@ -64,6 +67,8 @@ struct PeekedBody<'r> {
     ring: RefCell<&'r mut PacketRing>,
     frame_len: usize,
     taken: Cell<bool>,
+    /// Written out into server memory (to be copied), not a client's frame.
+    into_server: Cell<bool>,
 }
 
 impl PeekedBody<'_> {
@@ -85,6 +90,7 @@ impl FrameBody for PeekedBody<'_> {
 
     fn read_into(&self, dst: &mut [u8]) -> io::Result<RecvLen> {
         self.take()?;
+        self.into_server.set(true);
         self.ring.borrow_mut().recv_into(dst)
     }
 
@@ -97,9 +103,10 @@ impl FrameBody for PeekedBody<'_> {
 /// Counters of the receive paths, for the stats and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathCounters {
-    /// Frames lent complete from a server frame (copy once).
+    /// Frames lent complete from a server frame, or peeked and then received
+    /// into server memory because the head did not decide them (copy once).
     pub copied: u64,
-    /// Peeked frames whose body the placement received into its destination.
+    /// Peeked frames whose body the placement received into a client's frame.
     pub zero_copy: u64,
     /// Peeked frames complete in the peek (small).
     pub small_in_peek: u64,
@@ -118,6 +125,9 @@ pub struct AfPacket {
     /// The peeked head of the current frame, copied out of the ring so the
     /// body can use the ring while the data path reads the head.
     head: Box<[u8]>,
+    /// The small threshold: a longer frame comes with its body, even when a
+    /// long peek holds all of it, so that it can still go zero copy.
+    small: usize,
     counters: PathCounters,
     last_error_log: Option<Instant>,
     /// The data path last received by peek then place: [`Backend::wait`]
@@ -143,7 +153,8 @@ impl AfPacket {
         let ring = PacketRing::new(sock, &options.uring)?;
         Ok(AfPacket {
             name: format!("af_packet:{iface}"),
-            head: vec![0u8; ring.peek_len()].into_boxed_slice(),
+            head: vec![0u8; ring.max_peek_len()].into_boxed_slice(),
+            small: ring.peek_len(),
             ring,
             counters: PathCounters::default(),
             last_error_log: None,
@@ -200,10 +211,10 @@ impl AfPacket {
     }
 
     /// Peek then place: lends up to `max` frames, oldest first, each with
-    /// `data` = its first `peek_len` bytes and `wire_len` = its length, plus
-    /// for a frame longer than the peek a [`FrameBody`] that receives it whole
-    /// into the placement's destination. `None` means the frame is complete
-    /// in `data`. Frames whose body is not written out are dequeued after the
+    /// `data` = its first `peek_len` bytes (see [`Backend::set_head_len`])
+    /// and `wire_len` = its length, plus for a frame longer than the small
+    /// threshold a [`FrameBody`] that receives it whole into the placement's
+    /// destination. `None` means the frame is small and complete in `data`. Frames whose body is not written out are dequeued after the
     /// callback. Waits up to `timeout` for the first frame; never longer.
     pub fn recv_placed(
         &mut self,
@@ -236,15 +247,18 @@ impl AfPacket {
                 wire_len: u32::try_from(frame_len).unwrap_or(u32::MAX),
                 ts_ns: now_ns(),
             };
-            let complete = head_len == frame_len;
+            let complete = head_len == frame_len && frame_len <= self.small;
             let body = PeekedBody {
                 ring: RefCell::new(&mut self.ring),
                 frame_len,
                 taken: Cell::new(false),
+                into_server: Cell::new(false),
             };
             deliver(&frame, (!complete).then_some(&body as &dyn FrameBody));
             let taken = body.taken.get();
-            if taken {
+            if body.into_server.get() {
+                self.counters.copied += 1;
+            } else if taken {
                 self.counters.zero_copy += 1;
             } else {
                 if complete {
@@ -282,6 +296,10 @@ impl Backend for AfPacket {
         deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
     ) -> Option<usize> {
         Some(AfPacket::recv_placed(self, max, timeout, deliver))
+    }
+
+    fn set_head_len(&mut self, bytes: usize) {
+        self.ring.set_peek_len(bytes);
     }
 
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {

@@ -186,6 +186,10 @@ pub struct Generator {
     frames: Vec<Box<[u8]>>,
     /// How many leading bytes `recv_placed` shows for classification.
     peek_len: usize,
+    /// What [`Backend::set_head_len`] asked `Backend::recv_placed` to show,
+    /// and the most it shows (like the ring's longest peek).
+    head_len: usize,
+    max_head_len: usize,
     /// `recv_placed` keeps a frame nobody wrote out and offers it again.
     lossless: bool,
     next: usize,
@@ -216,6 +220,8 @@ impl Generator {
             name,
             frames,
             peek_len: 128,
+            head_len: 0,
+            max_head_len: 4096,
             lossless: false,
             next: 0,
             counters: GenCounters::default(),
@@ -225,6 +231,13 @@ impl Generator {
     /// Sets how many leading bytes `recv_placed` shows (the small threshold).
     pub fn with_peek_len(mut self, peek_len: usize) -> Generator {
         self.peek_len = peek_len.max(UDP_HEADERS);
+        self
+    }
+
+    /// Sets the most bytes [`Backend::set_head_len`] can make
+    /// `Backend::recv_placed` show (4096 by default).
+    pub fn with_max_head_len(mut self, max_head_len: usize) -> Generator {
+        self.max_head_len = max_head_len;
         self
     }
 
@@ -352,7 +365,8 @@ impl Backend for Generator {
     }
 
     /// Peek then place for the data path: frames longer than `peek_len`
-    /// come with their head and a [`FrameBody`] that writes them once into
+    /// come with their head (`peek_len` bytes, or up to `max_head_len` as
+    /// `set_head_len` asked) and a [`FrameBody`] that writes them once into
     /// the client's frame; shorter ones are complete in `data` (the wire
     /// bytes). Not lossless: the data path decides what it drops.
     fn recv_placed(
@@ -364,12 +378,13 @@ impl Backend for Generator {
         let ts_ns = now_ns();
         let written = Cell::new(false);
         let mut dma_writes = 0u64;
+        let head = self.peek_len.max(self.head_len.min(self.max_head_len));
         for _ in 0..max {
             let i = self.advance();
             let bytes = &self.frames[i][..];
             let complete = bytes.len() <= self.peek_len;
             let frame = RxFrame {
-                data: &bytes[..bytes.len().min(self.peek_len)],
+                data: &bytes[..bytes.len().min(head)],
                 wire_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
                 ts_ns,
             };
@@ -384,6 +399,10 @@ impl Backend for Generator {
         self.counters.frames += max as u64;
         self.counters.dma_writes += dma_writes;
         Some(max)
+    }
+
+    fn set_head_len(&mut self, bytes: usize) {
+        self.head_len = bytes;
     }
 
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
@@ -472,6 +491,29 @@ mod tests {
         assert_eq!(udp_dst_port(&dst), Some(5));
         let c = g.counters();
         assert_eq!((c.frames, c.dma_writes, c.discarded), (2, 1, 1));
+    }
+
+    #[test]
+    fn set_head_len_shows_longer_heads_up_to_the_cap() {
+        let mut g = Generator::udp(1500, &[5]).with_max_head_len(600);
+        let mut heads = Vec::new();
+        for ask in [0, 300, 5000, 0] {
+            g.set_head_len(ask);
+            Backend::recv_placed(&mut g, 1, Duration::ZERO, &mut |f, body| {
+                heads.push((f.data.len(), body.is_some()));
+            });
+        }
+        assert_eq!(
+            heads,
+            [(128, true), (300, true), (600, true), (128, true)],
+            "at least the small threshold, at most the cap; large frames keep their body"
+        );
+        let mut g = Generator::udp(200, &[5]);
+        g.set_head_len(300);
+        Backend::recv_placed(&mut g, 1, Duration::ZERO, &mut |f, body| {
+            assert_eq!(f.data.len(), 200, "the whole frame in the head");
+            assert!(body.is_some(), "still its body: it may go zero copy");
+        });
     }
 
     #[test]

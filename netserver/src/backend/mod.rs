@@ -106,6 +106,14 @@ pub trait Backend: Send {
         None
     }
 
+    /// Peek then place: from the next frame on, `recv_placed` shows at
+    /// least the first `bytes` bytes of each frame in `data` (all of a
+    /// shorter frame), as far as the backend can peek; 0 (or less than the
+    /// backend's small threshold) means its small threshold. The data path
+    /// sets it to how far its classification reads, and completes a frame
+    /// whose `data` is still too short before classifying it.
+    fn set_head_len(&mut self, _bytes: usize) {}
+
     /// Sends `frames` out of the interface, in order, and reports each
     /// result to `on_done(index, result)` before returning. Backends that
     /// cannot send (pcap replay) refuse every frame with `Unsupported`.

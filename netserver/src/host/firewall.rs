@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use filters::{CompileError, Program};
+use filters::{CompileError, Program, Reach};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -144,6 +144,12 @@ impl FirewallRules {
     pub fn snapshot(&self) -> Firewall {
         Firewall {
             rules: self.rules.clone(),
+            reach: self
+                .rules
+                .iter()
+                .map(|rule| rule.program.reach())
+                .max()
+                .unwrap_or(Reach::NOTHING),
         }
     }
 
@@ -174,11 +180,19 @@ pub enum FirewallVerdict {
 #[derive(Debug, Clone, Default)]
 pub struct Firewall {
     rules: Vec<Rule>,
+    /// The largest reach of the rules' programs.
+    reach: Reach,
 }
 
 impl Firewall {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// How far into a frame the rules can read: [`Firewall::check`] on a
+    /// frame cut to a `Bounded` reach gives the whole frame's verdict.
+    pub fn reach(&self) -> Reach {
+        self.reach
     }
 
     /// Runs the rules on `frame` (`wire_len` is its length on the wire, for
@@ -261,6 +275,21 @@ mod tests {
         rules.remove(id).unwrap();
         assert_eq!(rules.remove(id), Err(FirewallError::NoSuchRule { id }));
         assert_eq!(rules.stats().len(), 1);
+    }
+
+    #[test]
+    fn reach_is_the_deepest_rules() {
+        let mut rules = FirewallRules::new();
+        assert_eq!(rules.snapshot().reach(), Reach::NOTHING);
+        rules.add(RuleAction::Count, "udp dst port 53").unwrap();
+        assert_eq!(rules.snapshot().reach(), Reach::Bounded(14 + 60 + 4));
+        let deep = rules.add(RuleAction::Drop, "udp[150] == 1").unwrap();
+        assert_eq!(rules.snapshot().reach(), Reach::Bounded(14 + 60 + 151));
+        let chain = rules.add(RuleAction::Drop, "ip protochain 17").unwrap();
+        assert_eq!(rules.snapshot().reach(), Reach::Unbounded);
+        rules.remove(chain).unwrap();
+        rules.remove(deep).unwrap();
+        assert_eq!(rules.snapshot().reach(), Reach::Bounded(78));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! [`UringConfig::peek_len`] bytes (128 by default) into a buffer the ring
 //! owns. The result is the frame's full length, so the caller can classify
 //! the headers and choose where the frame goes before any payload is written.
+//! A caller whose classification reads deeper sets a longer peek with
+//! [`PacketRing::set_peek_len`] (up to [`UringConfig::max_peek_len`]): the
+//! next peek takes that many bytes, and a frame already peeked shorter is
+//! peeked again.
 //! Then exactly one of:
 //!
 //! - [`PacketRing::consume`]: dequeue it without copying anything more (a
@@ -65,6 +69,12 @@ use super::mem::{page_size, Pages};
 /// Default number of bytes a peek looks at: the small-packet threshold.
 pub const DEFAULT_PEEK_LEN: usize = 128;
 
+/// Default longest peek: the server's default frame size.
+pub const DEFAULT_MAX_PEEK_LEN: usize = 4096;
+
+/// Longest peek a ring accepts to be configured with.
+const PEEK_LEN_CEILING: usize = 1 << 16;
+
 /// Size of the `io_uring_recvmsg_out` header the kernel writes at the start of
 /// each provided buffer in a multishot `recvmsg`.
 const RECVMSG_OUT_LEN: usize = 16;
@@ -88,8 +98,11 @@ pub struct UringConfig {
     /// Submission queue entries (the completion queue gets enough for a full
     /// batch on top).
     pub entries: u32,
-    /// Bytes a peek looks at (at least the small threshold). At most a page.
+    /// Bytes a peek looks at by default (at least the small threshold).
     pub peek_len: usize,
+    /// Most bytes [`PacketRing::set_peek_len`] may ask a peek for (the
+    /// ring keeps a buffer this large).
+    pub max_peek_len: usize,
     /// Provided buffers for [`PacketRing::recv_batch`]: a power of two, at
     /// most 32768, or 0 for a ring without batched receive.
     pub batch_buffers: u16,
@@ -103,6 +116,7 @@ impl Default for UringConfig {
         Self {
             entries: 256,
             peek_len: DEFAULT_PEEK_LEN,
+            max_peek_len: DEFAULT_MAX_PEEK_LEN,
             batch_buffers: 512,
             batch_buffer_size: 2048,
         }
@@ -114,7 +128,8 @@ impl Default for UringConfig {
 pub struct Peek<'a> {
     /// The frame's full length.
     pub frame_len: usize,
-    /// Its first `min(frame_len, peek_len)` bytes.
+    /// Its first `min(frame_len, peek_len)` bytes, `peek_len` being
+    /// [`PacketRing::peek_len`] when the peek was returned.
     pub head: &'a [u8],
 }
 
@@ -330,16 +345,17 @@ impl BufRing {
 /// Memory the kernel may write asynchronously; leaked if it may still do so.
 #[derive(Debug)]
 struct Memory {
-    /// Peek buffer, `msghdr`s, iovecs and control buffers (see the
-    /// `*_OFF` constants).
+    /// `msghdr`s, iovecs and control buffers (see the `*_OFF` constants).
     page: Pages,
+    /// The peek buffer: the head lands at [`PEEK_DATA_OFF`].
+    peek: Pages,
     bufring: Option<BufRing>,
 }
 
-// Layout of the ring's own page (`Memory::page`). The peek lands 4 bytes in,
-// leaving room to reinsert a stripped VLAN tag in front of the EtherType.
+// The peek lands 4 bytes into its buffer (`Memory::peek`), leaving room to
+// reinsert a stripped VLAN tag in front of the EtherType.
 const PEEK_DATA_OFF: usize = 4;
-const MAX_PEEK_LEN: usize = 2048 - PEEK_DATA_OFF;
+// Layout of the ring's own page (`Memory::page`).
 const BATCH_MSG_OFF: usize = 2048;
 const PEEK_MSG_OFF: usize = 2048 + 128;
 const PEEK_IOV_OFF: usize = 2048 + 256;
@@ -408,7 +424,13 @@ pub struct PacketRing {
     sock: PacketSocket,
     state: State,
     mem: ManuallyDrop<Memory>,
+    /// Bytes the next peek looks at.
     peek_len: usize,
+    /// `set_peek_len` bounds: the configured default and the buffer's size.
+    min_peek_len: usize,
+    max_peek_len: usize,
+    /// Bytes the outstanding (or completed) peek was issued with.
+    peek_issued: usize,
     peek_info: Option<PeekInfo>,
 }
 
@@ -432,11 +454,20 @@ impl PacketRing {
     /// Sets up a ring for `sock`. Needs a kernel with provided-buffer rings
     /// and multishot receive (6.0 or later) when `batch_buffers > 0`.
     pub fn new(sock: PacketSocket, config: &UringConfig) -> io::Result<Self> {
-        let peek_len = config.peek_len;
-        if !(VLAN_AT + 4..=MAX_PEEK_LEN).contains(&peek_len) {
+        let (peek_len, max_peek_len) = (config.peek_len, config.max_peek_len);
+        if !(VLAN_AT + 4..=PEEK_LEN_CEILING).contains(&peek_len) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("peek_len must be 16..={MAX_PEEK_LEN}, not {peek_len}"),
+                format!("peek_len must be 16..={PEEK_LEN_CEILING}, not {peek_len}"),
+            ));
+        }
+        if !(peek_len..=PEEK_LEN_CEILING).contains(&max_peek_len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "max_peek_len must be peek_len ({peek_len})..={PEEK_LEN_CEILING}, \
+                     not {max_peek_len}"
+                ),
             ));
         }
         let cq = config
@@ -450,6 +481,7 @@ impl PacketRing {
             .build(config.entries)
             .map_err(|e| super::context(e, "creating an io_uring"))?;
         let page = Pages::new(page_size().max(PAGE_LEN))?;
+        let peek = Pages::new((PEEK_DATA_OFF + max_peek_len).next_multiple_of(page_size()))?;
         // The multishot recvmsg template: no name, room for PACKET_AUXDATA.
         // SAFETY: msghdr is a plain C struct; all-zero (null pointers, zero
         // lengths) is valid.
@@ -495,8 +527,15 @@ impl PacketRing {
                 batch_error: None,
                 in_flight: 0,
             },
-            mem: ManuallyDrop::new(Memory { page, bufring }),
+            mem: ManuallyDrop::new(Memory {
+                page,
+                peek,
+                bufring,
+            }),
             peek_len,
+            min_peek_len: peek_len,
+            max_peek_len,
+            peek_issued: peek_len,
             peek_info: None,
         })
     }
@@ -508,6 +547,21 @@ impl PacketRing {
 
     /// Bytes a peek looks at.
     pub fn peek_len(&self) -> usize {
+        self.peek_len
+    }
+
+    /// Most bytes a peek may look at ([`UringConfig::max_peek_len`]).
+    pub fn max_peek_len(&self) -> usize {
+        self.max_peek_len
+    }
+
+    /// Sets how many bytes peeks look at from now on, clamped to the
+    /// configured `peek_len..=max_peek_len`; returns the length set. A frame
+    /// already peeked with fewer bytes than that (and longer than its peek)
+    /// is peeked again by the next [`Self::peek`]; one peeked with more shows
+    /// only `peek_len` of them.
+    pub fn set_peek_len(&mut self, len: usize) -> usize {
+        self.peek_len = len.clamp(self.min_peek_len, self.max_peek_len);
         self.peek_len
     }
 
@@ -634,7 +688,16 @@ impl PacketRing {
                         return Ok(None);
                     }
                 }
-                Slot::Done(res) if res >= 0 => break self.peek_info(res.unsigned_abs() as usize),
+                Slot::Done(res) if res >= 0 => {
+                    let info = self.peek_info(res.unsigned_abs() as usize);
+                    if self.peek_issued < self.peek_len && self.peek_issued < info.frame_len {
+                        // Peeked before a longer peek was asked for: again
+                        // (a peek dequeues nothing, the frame is still next).
+                        self.state.peek = Slot::Idle;
+                        continue;
+                    }
+                    break info;
+                }
                 Slot::Done(res) => {
                     self.state.peek = Slot::Idle;
                     if res != -libc::ECANCELED && res != -libc::EINTR && res != -libc::EAGAIN {
@@ -646,7 +709,11 @@ impl PacketRing {
         // SAFETY: the peek completed and no operation writing the peek area
         // is in flight: only push_peek issues one, and it needs `&mut self`,
         // which the returned borrow holds. peek_info is done rearranging.
-        let head = unsafe { self.mem.page.slice(info.head_off, info.head_len) };
+        let head = unsafe {
+            self.mem
+                .peek
+                .slice(info.head_off, info.head_len.min(self.peek_len))
+        };
         Ok(Some(Peek {
             frame_len: info.frame_len,
             head,
@@ -676,22 +743,22 @@ impl PacketRing {
                 .slice(PEEK_CTL_OFF, (controllen as usize).min(CONTROL_LEN))
         };
         let vlan = vlan_from_control(control);
-        let got = res.min(self.peek_len);
+        let got = res.min(self.peek_issued);
         let info = match vlan {
             Some(tag) if got >= VLAN_AT => {
                 // SAFETY: the peek completed, nothing in flight writes the
                 // peek area, and no slice of it is alive (`&mut self`).
-                let area = unsafe { self.mem.page.slice_mut(0, PEEK_DATA_OFF + got) };
+                let area = unsafe { self.mem.peek.slice_mut(0, PEEK_DATA_OFF + got) };
                 area.copy_within(PEEK_DATA_OFF..PEEK_DATA_OFF + VLAN_AT, 0);
                 area[VLAN_AT..VLAN_AT + 4].copy_from_slice(&tag);
-                // The head stays at most `peek_len` bytes, as on the wire:
+                // The head stays at most the peek's length, as on the wire:
                 // callers size their copies by it, and a frame longer than
                 // the peek must not count as complete because the tag made
                 // room for 4 more bytes.
                 PeekInfo {
                     frame_len: res + 4,
                     head_off: 0,
-                    head_len: (got + 4).min(self.peek_len),
+                    head_len: (got + 4).min(self.peek_issued),
                     vlan,
                 }
             }
@@ -752,13 +819,14 @@ impl PacketRing {
     /// Queues a peek, optionally behind `first` (hard-linked: the peek runs
     /// after `first` completes, whatever its result).
     fn push_peek(&mut self, first: Option<squeue::Entry>) -> io::Result<()> {
-        let data = self.mem.page.ptr_at(PEEK_DATA_OFF, self.peek_len);
+        let data = self.mem.peek.ptr_at(PEEK_DATA_OFF, self.peek_len);
         let msg = self.write_msghdr(
             PEEK_MSG_OFF,
             PEEK_IOV_OFF,
             &[(data, self.peek_len)],
             Some(PEEK_CTL_OFF),
         );
+        self.peek_issued = self.peek_len;
         let peek = opcode::RecvMsg::new(self.fd(), msg)
             .flags((libc::MSG_PEEK | libc::MSG_TRUNC) as u32)
             .build()
@@ -993,7 +1061,7 @@ impl PacketRing {
     /// Hands up to `max` reaped frames to `f` and gives their buffers back,
     /// reinserting stripped VLAN tags.
     fn deliver(&mut self, max: usize, f: &mut impl FnMut(BatchFrame<'_>)) -> usize {
-        let Memory { page, bufring } = &mut *self.mem;
+        let Memory { page, bufring, .. } = &mut *self.mem;
         let Some(bufring) = bufring.as_mut() else {
             return 0;
         };
