@@ -267,6 +267,9 @@ impl Exchange {
         });
         self.table[index as usize] = Some(frame);
         self.filter.counters.large_path(false);
+        if let Some(g) = &self.global {
+            g.large_path(false);
+        }
         self.count_exit(stage, Exit::Large, u64::from(len));
     }
 

@@ -51,6 +51,12 @@ pub struct SharedPath {
     /// Why the oldest waiting frame did not fit the region (the drop reason
     /// of newer frames that find the overflow pool full behind it).
     stuck: Full,
+    /// Frames may wait for this filter (held, queued before the attach, or
+    /// spilled), or the region had no room for a frame in this batch: new
+    /// frames do not go straight into the region until
+    /// [`Filter::flush_shared`] moved everything waiting there (order), and
+    /// the full rings are not re-read for every frame.
+    blocked: bool,
 }
 
 impl SharedPath {
@@ -61,12 +67,19 @@ impl SharedPath {
             space,
             held,
             stuck: Full::Rx,
+            // Frames queued in emulated mode before the attach go first.
+            blocked: true,
         }
     }
 
     /// Whether a frame waits for room in the region.
     pub fn has_held(&self) -> bool {
         self.held.is_some()
+    }
+
+    /// Whether new frames wait behind older ones (see `blocked`).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
     }
 }
 
@@ -252,9 +265,14 @@ impl Filter {
     /// first (order), then the client's region (rx ring = the queue; a small
     /// slot, or a frame from the fill ring), else the server's overflow pool,
     /// else a drop — `no_frame` when the client posted no free frame,
-    /// `queue_full` when its rx ring is full. `scratch` (a frame's worth)
-    /// receives a peeked frame that has to spill.
-    #[allow(clippy::too_many_arguments)]
+    /// `queue_full` when its rx ring is full.
+    ///
+    /// Per frame this is one look at cached ring indices and one write into
+    /// the region. Once the region had no room, the rest of the batch does
+    /// not look again (the rings are re-read, and waiting frames moved, by
+    /// [`flush_shared`](Self::flush_shared) once per batch); a frame that has
+    /// to spill is written once into a pool buffer reserved first, and one
+    /// that cannot be kept is dropped without being copied.
     pub fn place_shared(
         &self,
         frame: &RxFrame<'_>,
@@ -262,7 +280,6 @@ impl Filter {
         shared: &mut SharedPath,
         pool: &OverflowPool,
         global: Option<&Counters>,
-        scratch: &mut [u8],
     ) -> Outcome {
         let len = captured_len(frame, &src, self.geometry.frame_size as usize);
         let small = len <= self.geometry.small_threshold as usize;
@@ -272,11 +289,7 @@ impl Filter {
                 f(g);
             }
         };
-        let mut why = shared.stuck;
-        if shared.held.is_none() {
-            self.flush_shared(shared, pool);
-        }
-        if shared.held.is_none() && self.queue.is_empty() && self.overflow.is_empty() {
+        if !shared.blocked {
             let meta = RxMeta {
                 tag: self.tag,
                 timestamp_ns: frame.ts_ns,
@@ -289,20 +302,27 @@ impl Filter {
                     count(&|c| c.enter(Stage::Queue));
                     return Outcome::Queued;
                 }
-                Err(full) => why = full,
+                Err(full) => {
+                    shared.blocked = true;
+                    shared.stuck = full;
+                }
             }
         }
         if !self.overflow.is_full() {
-            let spilled = match src {
-                Source::Bytes(b) => pool.spill(&b[..len.min(b.len())], small),
-                Source::Body(body) => match body.read_into(scratch) {
-                    Ok(got) => pool.spill(&scratch[..got.copied.min(scratch.len())], small),
+            let spilled = pool.spill_with(small, |buf| match src {
+                Source::Bytes(b) => {
+                    let n = len.min(b.len()).min(buf.len());
+                    buf[..n].copy_from_slice(&b[..n]);
+                    Some(n)
+                }
+                Source::Body(body) => match body.read_into(buf) {
+                    Ok(got) => Some(got.copied),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading a peeked frame to spill it failed");
                         None
                     }
                 },
-            };
+            });
             if let Some(spilled) = spilled {
                 count(&|c| c.enter(Stage::Overflow));
                 let d = Delivery {
@@ -323,7 +343,7 @@ impl Filter {
                 return Outcome::Overflow;
             }
         }
-        let reason = match why {
+        let reason = match shared.stuck {
             Full::NoFrame => DropReason::NoFrame,
             Full::Rx => DropReason::QueueFull,
         };
@@ -331,12 +351,20 @@ impl Filter {
         Outcome::Dropped(reason)
     }
 
-    /// Data path, shared mode: moves waiting frames (queued before the
-    /// attach, or spilled) into the region, oldest first, as far as it has
-    /// room. They are copied from server memory (counted `copied`).
+    /// Data path, shared mode, once per batch (before the region is
+    /// published): takes the frames the client posted on the fill ring, then
+    /// moves waiting frames (held, queued before the attach, or spilled) into
+    /// the region, oldest first, as far as it has room; once none waits, new
+    /// frames go straight into the region again. Waiting frames are copied
+    /// from server memory (counted `copied`).
     pub fn flush_shared(&self, shared: &mut SharedPath, pool: &OverflowPool) {
+        shared.space.refill();
+        if !shared.blocked {
+            return;
+        }
         loop {
             let Some((stage, d)) = shared.held.take().or_else(|| self.pop()) else {
+                shared.blocked = false;
                 return;
             };
             let meta = RxMeta {
@@ -375,7 +403,12 @@ impl Filter {
                     }
                 }
             }
+            // Every large frame delivered is counted in exactly one of
+            // `zero_copy` / `copied`, for the filter and for the server.
             self.counters.large_paths(u.zero_copy, u.copied);
+            if let Some(g) = global {
+                g.large_paths(u.zero_copy, u.copied);
+            }
         }
         for (kind, n) in shared.space.new_violations() {
             self.shared.violations[kind as usize].fetch_add(n, Ordering::Relaxed);

@@ -28,6 +28,8 @@
 //! - The server's own **overflow pool** ([`OverflowPool`]) holds frames of
 //!   clients that fell behind: server memory, up to a global limit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crossbeam_queue::ArrayQueue;
 use exchange::layout::RX_ZERO_COPY;
 use exchange::{PlaceError, RxMeta, ServerRegion, ViolationKind};
@@ -188,10 +190,16 @@ impl Spilled {
 
 /// The server's overflow pool: frames of clients that fell behind, in
 /// server memory, at most `limit` frames in all.
+///
+/// Room is reserved with one atomic counter *before* any byte is copied
+/// ([`spill_with`](Self::spill_with)), so a frame that cannot be kept costs
+/// no copy.
 #[derive(Debug)]
 pub struct OverflowPool {
     pages: BufPool,
     small: BufPool,
+    /// Frames reserved or held now (small and large together).
+    used: AtomicUsize,
     limit: usize,
     frame_size: usize,
 }
@@ -202,6 +210,7 @@ impl OverflowPool {
         OverflowPool {
             pages: BufPool::new(limit, frame_size),
             small: BufPool::new(limit, small_size),
+            used: AtomicUsize::new(0),
             limit,
             frame_size,
         }
@@ -214,7 +223,14 @@ impl OverflowPool {
 
     /// Frames in the pool now.
     pub fn in_use(&self) -> usize {
-        (self.limit - self.pages.available()) + (self.limit - self.small.available())
+        // Relaxed: a gauge for stats and tests; `spill_with` reserves with an RMW.
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether a frame could be spilled now (a hint: the data path is the
+    /// only taker, but releases race with it).
+    pub fn has_room(&self) -> bool {
+        self.in_use() < self.limit
     }
 
     /// The limit.
@@ -225,13 +241,38 @@ impl OverflowPool {
     /// Data path (the only taker): spills `bytes` into the pool, or `None`
     /// when the pool holds `limit` frames.
     pub fn spill(&self, bytes: &[u8], small: bool) -> Option<Spilled> {
-        if self.in_use() >= self.limit {
+        self.spill_with(small, |buf| {
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            Some(n)
+        })
+    }
+
+    /// Data path: reserves room for one frame, then lets `write` fill a
+    /// buffer of the pool (returning how many bytes it wrote, or `None` when
+    /// it failed: the buffer goes back). `None` when the pool is full; then
+    /// `write` is not called, so a frame the pool cannot keep is never copied.
+    pub fn spill_with(
+        &self,
+        small: bool,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<Spilled> {
+        // Relaxed: the counter only bounds memory; the buffers themselves move
+        // through the pools' queues (release/acquire).
+        if self.used.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.used.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
         let pool = if small { &self.small } else { &self.pages };
-        let mut buf = pool.take()?;
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
+        let Some(mut buf) = pool.take() else {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        };
+        if write(&mut buf).is_none() {
+            pool.put(buf);
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         Some(Spilled { buf, small })
     }
 
@@ -242,6 +283,7 @@ impl OverflowPool {
         } else {
             self.pages.put(s.buf);
         }
+        self.used.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -10,19 +10,15 @@
 //! - [`Backend::recv_batch`] lends each frame in place, as a NIC that has
 //!   already written it into a **server** receive buffer: any later write of
 //!   those bytes (the placement into a client's frame) is a payload copy.
-//! - [`Generator::recv_placed`] is *peek then place*: it lends the frame's
-//!   headers for classification plus a [`Dma`] token, and the placement asks
-//!   the token to write the frame straight into the destination it chose (a
-//!   client's frame or small slot). That one write is what a NIC's DMA does,
-//!   not a copy; the token refuses a second write, and [`GenCounters`] counts
-//!   both kinds, so the bench can report payload copies from counters rather
-//!   than by claim.
+//! - [`Backend::recv_placed`] is *peek then place*: it lends the frame's
+//!   headers for classification plus a [`FrameBody`] that the placement asks
+//!   to write the frame straight into the destination it chose (a client's
+//!   frame). That one write is what a NIC's DMA does, not a copy; the body
+//!   refuses a second write, and [`GenCounters`] counts both kinds.
 
 use std::cell::Cell;
 use std::io;
 use std::time::Duration;
-
-use exchange::{PlaceError, RxMeta, ServerFrame, ServerRegion};
 
 use super::af_packet::FrameBody;
 use super::{now_ns, Backend, RxFrame};
@@ -101,82 +97,9 @@ pub struct GenCounters {
     pub frames: u64,
     /// Frames lent in place by `recv_batch` (a later write is a copy).
     pub lent: u64,
-    /// Frames written into a destination by a [`Dma`] token (the one write).
+    /// Frames written into a destination by `recv_placed`'s body (the one
+    /// write).
     pub dma_writes: u64,
-    /// Frames handed out by `recv_placed` that nobody wrote out (dropped).
-    pub discarded: u64,
-}
-
-/// A [`Dma`] write that did not happen.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DmaError {
-    /// The frame was already written out once; a second write would be a
-    /// copy (a bug in the placement: please report).
-    #[error("the generated frame was already written out once (a second write would be a copy)")]
-    AlreadyWritten,
-    /// The destination refused it.
-    #[error(transparent)]
-    Place(#[from] PlaceError),
-}
-
-/// The one write of a peeked frame into the destination the placement
-/// chose, like a NIC's DMA. At most once per frame.
-#[derive(Debug)]
-pub struct Dma<'a> {
-    bytes: &'a [u8],
-    written: &'a Cell<bool>,
-}
-
-impl Dma<'_> {
-    /// The frame's length.
-    pub fn frame_len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    fn check(&self) -> Result<(), DmaError> {
-        if self.written.get() {
-            return Err(DmaError::AlreadyWritten);
-        }
-        Ok(())
-    }
-
-    /// Whether the frame was written out.
-    pub fn is_written(&self) -> bool {
-        self.written.get()
-    }
-
-    /// Writes the frame at the start of `frame`, a frame of `region` the
-    /// placement took for it; returns the length written.
-    pub fn write_frame(
-        &self,
-        region: &mut ServerRegion,
-        frame: &ServerFrame,
-    ) -> Result<usize, DmaError> {
-        self.check()?;
-        let n = self.bytes.len().min(region.frame_capacity());
-        region.write_frame(frame, 0, &self.bytes[..n])?;
-        self.written.set(true);
-        Ok(n)
-    }
-
-    /// Writes the frame into the next small slot of `region` and queues its
-    /// rx descriptor (what `deliver_small` does, with the NIC as the writer).
-    pub fn write_small(&self, region: &mut ServerRegion, meta: &RxMeta) -> Result<(), DmaError> {
-        self.check()?;
-        region.deliver_small(self.bytes, meta)?;
-        self.written.set(true);
-        Ok(())
-    }
-
-    /// Writes the frame into private memory (e.g. a server buffer).
-    pub fn write_into(&self, dst: &mut [u8]) -> Result<usize, DmaError> {
-        self.check()?;
-        let n = self.bytes.len().min(dst.len());
-        dst[..n].copy_from_slice(&self.bytes[..n]);
-        self.written.set(true);
-        Ok(n)
-    }
 }
 
 /// The generator backend.
@@ -190,8 +113,6 @@ pub struct Generator {
     /// and the most it shows (like the ring's longest peek).
     head_len: usize,
     max_head_len: usize,
-    /// `recv_placed` keeps a frame nobody wrote out and offers it again.
-    lossless: bool,
     next: usize,
     counters: GenCounters,
 }
@@ -222,7 +143,6 @@ impl Generator {
             peek_len: 128,
             head_len: 0,
             max_head_len: 4096,
-            lossless: false,
             next: 0,
             counters: GenCounters::default(),
         }
@@ -238,16 +158,6 @@ impl Generator {
     /// `Backend::recv_placed` show (4096 by default).
     pub fn with_max_head_len(mut self, max_head_len: usize) -> Generator {
         self.max_head_len = max_head_len;
-        self
-    }
-
-    /// Makes `recv_placed` a wire that loses nothing: a frame the placement
-    /// did not write out (its client had no room) stops the batch and is
-    /// offered again first next time, like a NIC holding it in its FIFO.
-    /// Measures delivery capacity without spending time on frames that
-    /// would be dropped.
-    pub fn lossless(mut self) -> Generator {
-        self.lossless = true;
         self
     }
 
@@ -269,54 +179,11 @@ impl Generator {
         }
         i
     }
-
-    /// Peek then place: lends up to `max` frames, each with `data` = its
-    /// first `peek_len` bytes (the whole frame when shorter) and a [`Dma`]
-    /// token that writes it whole into the destination the placement
-    /// chooses. Returns how many frames were handed out: `max`, or in
-    /// [`lossless`](Self::lossless) mode fewer when a frame was not written
-    /// out (that frame is offered again next time and not counted).
-    pub fn recv_placed(
-        &mut self,
-        max: usize,
-        deliver: &mut dyn FnMut(&RxFrame<'_>, &Dma<'_>),
-    ) -> usize {
-        let ts_ns = now_ns();
-        let written = Cell::new(false);
-        let (mut n, mut dma_writes) = (0u64, 0u64);
-        for _ in 0..max {
-            let i = self.next;
-            let bytes = &self.frames[i][..];
-            let head = &bytes[..bytes.len().min(self.peek_len)];
-            let frame = RxFrame {
-                data: head,
-                wire_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                ts_ns,
-            };
-            written.set(false);
-            deliver(
-                &frame,
-                &Dma {
-                    bytes,
-                    written: &written,
-                },
-            );
-            if !written.get() && self.lossless {
-                break;
-            }
-            dma_writes += u64::from(written.get());
-            n += 1;
-            self.advance();
-        }
-        self.counters.frames += n;
-        self.counters.dma_writes += dma_writes;
-        self.counters.discarded += n - dma_writes;
-        n as usize
-    }
 }
 
 /// The data path's view of a frame's body ([`Backend::recv_placed`]): the
-/// same one write as [`Dma`], through the data path's interface.
+/// one write of the frame into the destination the placement chose, at
+/// most once, like a NIC's DMA.
 struct Body<'a> {
     bytes: &'a [u8],
     written: &'a Cell<bool>,
@@ -478,19 +345,32 @@ mod tests {
         let mut g = Generator::udp(1500, &[5]).with_peek_len(128);
         let mut dst = vec![0u8; 2048];
         let mut second = None;
-        g.recv_placed(2, &mut |f, dma| {
+        let n = g.recv_placed(2, Duration::ZERO, &mut |f, body| {
             assert_eq!(f.data.len(), 128);
             assert_eq!(f.wire_len, 1500);
-            assert_eq!(dma.frame_len(), 1500);
+            let body = body.expect("a long frame comes with its body");
+            assert_eq!(body.frame_len(), 1500);
             if second.is_none() {
-                assert_eq!(dma.write_into(&mut dst).unwrap(), 1500);
-                second = Some(dma.write_into(&mut dst).is_err());
+                assert_eq!(body.read_into(&mut dst).unwrap().copied, 1500);
+                second = Some(body.read_into(&mut dst).is_err());
             }
         });
+        assert_eq!(n, Some(2));
         assert_eq!(second, Some(true), "a second write is refused");
         assert_eq!(udp_dst_port(&dst), Some(5));
         let c = g.counters();
-        assert_eq!((c.frames, c.dma_writes, c.discarded), (2, 1, 1));
+        assert_eq!((c.frames, c.dma_writes), (2, 1));
+    }
+
+    #[test]
+    fn recv_placed_lends_short_frames_whole() {
+        let mut g = Generator::udp(64, &[1, 2]).with_peek_len(128);
+        let mut seen = Vec::new();
+        g.recv_placed(3, Duration::ZERO, &mut |f, body| {
+            assert!(body.is_none());
+            seen.push(udp_dst_port(f.data).unwrap());
+        });
+        assert_eq!(seen, [1, 2, 1]);
     }
 
     #[test]
@@ -514,26 +394,5 @@ mod tests {
             assert_eq!(f.data.len(), 200, "the whole frame in the head");
             assert!(body.is_some(), "still its body: it may go zero copy");
         });
-    }
-
-    #[test]
-    fn lossless_recv_placed_offers_an_unwritten_frame_again() {
-        let mut g = Generator::udp(64, &[1, 2]).lossless();
-        let mut dst = [0u8; 128];
-        let mut seen = Vec::new();
-        let n = g.recv_placed(4, &mut |f, dma| {
-            let port = udp_dst_port(f.data).unwrap();
-            seen.push(port);
-            if port == 1 {
-                dma.write_into(&mut dst).unwrap();
-            }
-        });
-        assert_eq!((n, &seen[..]), (1, &[1, 2][..]));
-        let n = g.recv_placed(1, &mut |f, dma| {
-            seen.push(udp_dst_port(f.data).unwrap());
-            dma.write_into(&mut dst).unwrap();
-        });
-        assert_eq!((n, &seen[..]), (1, &[1, 2, 2][..]));
-        assert_eq!(g.counters().discarded, 0);
     }
 }

@@ -232,7 +232,6 @@ fn run_at(place: &Place, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
                         let opts = SharedOpts {
                             small_threshold: 128,
                             ring: args.ring,
-                            lossy: true,
                             busy_poll: false,
                         };
                         group.push(server(

@@ -2,53 +2,58 @@
 //! to clients, with no kernel in the path.
 //!
 //! Every case runs the same generator ([`Generator::udp`], one frame per
-//! client port, round-robin) on the server thread and one thread per client;
-//! the rate is what the clients received, measured after a warm-up.
+//! client port, round-robin) as the server's backend, and one thread per
+//! client; the rate is what the clients received, measured after a warm-up.
+//! There is one server: every case runs the server's own data-path thread
+//! ([`DataPathHandle`]: classify with the installed filters' trie, look the
+//! filter up, place through [`crate::place`], spill or drop with the
+//! server's accounting). No case has a server loop of its own.
 //!
-//! - `shared`: peek then place, the shared-mode data path. Per frame the
-//!   server classifies the head with the installed filters' trie
-//!   ([`filters::Classifier`]), and the generator's [`Dma`] token writes the
-//!   frame once into the owning client's exchange region — a small slot
-//!   (frames ≤ the small threshold) or a frame taken from the fill ring —
-//!   whose descriptor is posted on the rx ring; the rings are published once
-//!   per batch. Each client thread drains its rx ring with
-//!   [`ClientRegion::recv_batch`], checks the port of every packet, and
-//!   returns the frames on the fill ring, sleeping on its eventfd when idle.
+//! - `shared`: filters attached to exchange regions, as `attachRegion` does
+//!   it ([`Command::Attach`]). The generator is a peek-then-place backend
+//!   ([`Backend::recv_placed`]): a frame longer than the small threshold is
+//!   written once by the backend straight into the frame the placement took
+//!   from the client's fill ring (zero copy, counted `zero_copy`); a small
+//!   frame is written into the next small slot. Each client thread drains
+//!   its rx ring with [`ClientRegion::recv_batch`], checks the port of every
+//!   packet and returns the frames on the fill ring, sleeping on its eventfd
+//!   when idle. The generator is lossy, like a NIC: the data path decides
+//!   what it spills or drops. Sizes are the server's defaults
+//!   ([`Config::new`]): frame size, overflow pool, per-filter overflow.
 //!   `shared-frames` is the same with small threshold 0: small frames go
 //!   into frames too, so nothing is copied anywhere.
-//! - `emulated`: the server's data-path thread as it stands
-//!   ([`DataPathHandle`] with the generator lending frames in place, the
-//!   filters' queues and frame spaces), consumed with
-//!   [`Exchange::fetch_batch`] by each client thread, which copies the bytes
-//!   out as the RPC reply would (the RPC transport itself is not measured).
+//! - `emulated`: the same data path with emulated frame spaces, consumed
+//!   with [`Exchange::fetch_batch`] by each client thread, which copies the
+//!   bytes out as the RPC reply would (the RPC transport is not measured).
 //! - `kernel-recvmmsg`: the same frames' UDP payloads over loopback
 //!   ([`super::kernel_baseline`]).
 //!
-//! [`Dma`]: crate::backend::generator::Dma
+//! [`Backend::recv_placed`]: crate::backend::Backend::recv_placed
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use exchange::layout::RX_ZERO_COPY;
-use exchange::{ClientRegion, Frame, Geometry, Packet, RxMeta, ServerConfig, ServerRegion};
+use exchange::{ClientRegion, Frame, Geometry, Packet, ServerConfig, ServerRegion};
 use filters::{FilterSet, Limits};
 
 use super::{client_port, setup, BenchError, Printer, Row, Tally};
 use crate::backend::generator::{udp_dst_port, Generator};
 use crate::backend::Wake;
+use crate::config::Config;
 use crate::datapath::{Command, DataPathHandle};
 use crate::exchange::{Exchange, Location};
 use crate::filter::{Filter, FilterGeometry, Mode, SharedPath};
 use crate::place::{OverflowPool, RegionSpace};
-use crate::stats::Counters;
-
-/// Frames the server handles between two looks at the clock and the rings.
-pub const BATCH: usize = 64;
+use crate::stats::{Counters, Snapshot};
 
 /// Empty polls of its rx ring after which a client sleeps on its eventfd.
 pub const IDLE_POLLS: u32 = 32;
+
+/// Every case `--cases` accepts, in the order they run.
+pub const CASES: [&str; 4] = ["shared", "shared-frames", "emulated", "kernel"];
 
 /// `netserver bench delivery` options.
 #[derive(Args, Debug, Clone)]
@@ -65,27 +70,23 @@ pub struct DeliveryArgs {
     /// Client counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4], value_name = "N")]
     pub clients: Vec<usize>,
-    /// Cases to run (comma-separated): shared, shared-frames, shared-datapath, emulated, kernel.
+    /// Cases to run (comma-separated): shared, shared-frames, emulated, kernel.
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = ["shared".to_string(), "shared-frames".to_string(), "shared-datapath".to_string(), "emulated".to_string(), "kernel".to_string()],
+        default_values_t = CASES.map(String::from),
         value_name = "CASE"
     )]
     pub cases: Vec<String>,
     /// Runs of each case (each printed; spread = min..max).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub runs: usize,
-    /// Frames of at most this many bytes go to small slots (shared case).
+    /// Frames of at most this many bytes go to small slots (`shared`).
     #[arg(long, default_value_t = 128, value_name = "BYTES")]
     pub small_threshold: u32,
     /// Entries in each client's rx and fill rings (power of two).
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub ring: u32,
-    /// Shared cases: the generator drops a frame whose client has no room
-    /// (like a NIC at line rate) instead of holding it until there is room.
-    #[arg(long)]
-    pub lossy: bool,
     /// Shared cases: clients spin on their rx ring instead of sleeping on
     /// the eventfd when it is empty.
     #[arg(long)]
@@ -99,8 +100,6 @@ pub struct SharedOpts {
     pub small_threshold: u32,
     /// Entries in each client's rx and fill rings.
     pub ring: u32,
-    /// See [`DeliveryArgs::lossy`].
-    pub lossy: bool,
     /// See [`DeliveryArgs::busy_poll`].
     pub busy_poll: bool,
 }
@@ -112,19 +111,10 @@ impl Default for DeliveryArgs {
             seconds: 2.0,
             frames: vec![64, 1500],
             clients: vec![1, 4],
-            cases: [
-                "shared",
-                "shared-frames",
-                "shared-datapath",
-                "emulated",
-                "kernel",
-            ]
-            .map(String::from)
-            .to_vec(),
+            cases: CASES.map(String::from).to_vec(),
             runs: 1,
             small_threshold: 128,
             ring: 512,
-            lossy: false,
             busy_poll: false,
         }
     }
@@ -134,17 +124,10 @@ impl Default for DeliveryArgs {
 /// the rows.
 pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
     for c in &args.cases {
-        if ![
-            "shared",
-            "shared-frames",
-            "shared-datapath",
-            "emulated",
-            "kernel",
-        ]
-        .contains(&c.as_str())
-        {
+        if !CASES.contains(&c.as_str()) {
             return Err(BenchError::Usage(format!(
-                "unknown case {c:?}: use shared, shared-frames, shared-datapath, emulated or kernel"
+                "unknown case {c:?}: use {}",
+                CASES.join(", ")
             )));
         }
     }
@@ -178,7 +161,6 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
             let opts = SharedOpts {
                 small_threshold: args.small_threshold,
                 ring: args.ring,
-                lossy: args.lossy,
                 busy_poll: args.busy_poll,
             };
             for _ in 0..args.runs {
@@ -198,9 +180,6 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
                         opts,
                     )?);
                 }
-                if want("shared-datapath") {
-                    emit(shared_datapath(frame_bytes, clients, measure, opts)?);
-                }
                 if want("emulated") {
                     emit(emulated(frame_bytes, clients, measure, args.ring)?);
                 }
@@ -210,30 +189,20 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
-fn filter_set(clients: usize) -> Result<(Arc<filters::Classifier>, Vec<String>), BenchError> {
-    let mut set = FilterSet::new(Limits::default());
-    let mut classifier = set.classifier();
-    let mut exprs = Vec::new();
-    for i in 0..clients {
-        let expr = format!("udp dst port {}", client_port(i));
-        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
-        classifier = set
-            .insert(i as u64 + 1, program)
-            .map_err(|e| setup("filters")(Box::new(e)))?;
-        exprs.push(expr);
-    }
-    Ok((classifier, exprs))
+/// The filters `udp dst port 10000+i`, one per client, tags `1..=clients`.
+fn filter_programs(clients: usize) -> Result<Vec<(String, filters::Program)>, BenchError> {
+    (0..clients)
+        .map(|i| {
+            let expr = format!("udp dst port {}", client_port(i));
+            let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
+            Ok((expr, program))
+        })
+        .collect()
 }
 
-/// Server-side counters of the shared case, read by the measuring thread.
-#[derive(Debug, Default)]
-struct ServerTally {
-    /// Frames the generator produced that were not delivered.
-    dropped: std::sync::atomic::AtomicU64,
-}
-
-/// The shared-mode case (see the module docs). `small_threshold` 0 sends
-/// every frame into a client frame.
+/// The shared-mode cases (see the module docs): the server's data path with
+/// one filter per client attached to the client's exchange region.
+/// `small_threshold` 0 sends every frame into a client frame.
 pub fn shared(
     case: &str,
     frame_bytes: usize,
@@ -241,143 +210,28 @@ pub fn shared(
     measure: Duration,
     opts: SharedOpts,
 ) -> Result<Row, BenchError> {
-    let SharedOpts {
-        small_threshold,
-        ring,
-        lossy,
-        busy_poll,
-    } = opts;
-    let (classifier, _) = filter_set(clients)?;
-    let mut servers = Vec::new();
-    let mut client_sides = Vec::new();
-    for _ in 0..clients {
-        let (client, frames, server) = region_pair(region_geometry(ring))?;
-        servers.push(server);
-        client_sides.push((client, frames));
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let server_tally = Arc::new(ServerTally::default());
     let ports: Vec<u16> = (0..clients).map(client_port).collect();
-    let mut gen = Generator::udp(frame_bytes, &ports).with_peek_len(128);
-    if !lossy {
-        gen = gen.lossless();
-    }
-
-    let server = {
-        let (stop, server_tally) = (stop.clone(), server_tally.clone());
-        std::thread::Builder::new()
-            .name("bench-server".into())
-            .spawn(move || {
-                let mut regions = servers;
-                let n = regions.len() as u64;
-                let mut touched = vec![false; regions.len()];
-                let mut dropped = 0u64;
-                let mut batches = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    for r in regions.iter_mut() {
-                        if r.free_frames() < BATCH {
-                            let _ = r.refill();
-                        }
-                    }
-                    let placed = gen.recv_placed(BATCH, &mut |f, dma| {
-                        let tag = classifier.classify(f.data, f.wire_len);
-                        // Tags are 1..=clients here; the data path maps them
-                        // with its table.
-                        let Some(i) = tag.checked_sub(1).filter(|&i| i < n) else {
-                            dropped += 1;
-                            return;
-                        };
-                        let i = i as usize;
-                        touched[i] = true;
-                        let r = &mut regions[i];
-                        let meta = RxMeta {
-                            tag,
-                            timestamp_ns: f.ts_ns,
-                            wire_len: f.wire_len,
-                            flags: RX_ZERO_COPY,
-                        };
-                        // No room: the lossless generator keeps the frame, the
-                        // lossy one drops it.
-                        let no_room = u64::from(lossy);
-                        if f.wire_len <= small_threshold {
-                            if dma.write_small(r, &meta).is_err() {
-                                dropped += no_room;
-                            }
-                            return;
-                        }
-                        if !matches!(r.rx_free(), Ok(1..)) {
-                            dropped += no_room;
-                            return;
-                        }
-                        let Ok(frame) = r.take_frame() else {
-                            dropped += no_room;
-                            return;
-                        };
-                        match dma.write_frame(r, &frame) {
-                            Ok(len) => {
-                                if r.deliver_frame(frame, 0, len, &meta).is_err() {
-                                    dropped += 1;
-                                }
-                            }
-                            Err(_) => {
-                                r.release_frame(frame);
-                                dropped += 1;
-                            }
-                        }
-                    });
-                    for (r, t) in regions.iter_mut().zip(touched.iter_mut()) {
-                        if std::mem::take(t) {
-                            let _ = r.publish();
-                        }
-                    }
-                    if placed < BATCH {
-                        // A client has no room: let the clients run.
-                        std::thread::yield_now();
-                    }
-                    batches += 1;
-                    if batches.is_multiple_of(64) {
-                        // Relaxed: a counter read for a rate.
-                        server_tally.dropped.store(dropped, Ordering::Relaxed);
-                    }
-                }
-                (regions, gen.counters())
-            })
-            .map_err(|e| setup("server thread")(Box::new(e)))?
+    // Peek as far as the small threshold: longer frames come with a body the
+    // placement writes straight into the client's frame.
+    let backend = Generator::udp(frame_bytes, &ports).with_peek_len(opts.small_threshold as usize);
+    let rig = DataPathRig::start(Box::new(backend), clients, opts)?;
+    let global = rig.global.clone();
+    // The server's counters at the start and the end of the window.
+    let window: Cell<Option<[Snapshot; 2]>> = Cell::new(None);
+    let dropped = || {
+        let s = global.snapshot();
+        let first = window.get().map_or(s, |[first, _]| first);
+        window.set(Some([first, s]));
+        s.dropped()
     };
-
-    let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
-    let mut consumers = Vec::new();
-    for (i, (client, spare)) in client_sides.into_iter().enumerate() {
-        consumers.push(spawn_region_client(
-            i,
-            client,
-            spare,
-            stop.clone(),
-            tallies[i].clone(),
-            ring,
-            busy_poll,
-        )?);
-    }
-
-    let dropped = || server_tally.dropped.load(Ordering::Relaxed);
-    let (d, dropped, elapsed) = super::measure(&tallies, measure, &dropped);
-    stop.store(true, Ordering::Relaxed);
-    let (_regions, counters) = server
-        .join()
-        .map_err(|_| setup("server thread")("panicked".into()))?;
-    for t in consumers {
-        t.join()
-            .map_err(|_| setup("client thread")("panicked".into()))?
-            .map_err(|e| setup("client")(Box::new(e)))?;
-    }
-    let [packets, _bytes, copies, wrong] = d;
-    if wrong > 0 {
-        return Err(BenchError::Misdelivered {
-            case: case.into(),
-            wrong,
-        });
-    }
+    let (d, dropped, elapsed) = super::measure(&rig.tallies, measure, &dropped);
+    rig.finish(case)?;
+    let [packets, _bytes, client_copies, _wrong] = d;
+    // Server-side copies in the window: large frames written from server
+    // memory (spilled, or queued before the attach) rather than by the
+    // backend into the client's frame.
+    let [a, b] = window.get().unwrap_or_default();
+    let server_copies = b.copied.saturating_sub(a.copied);
     let mut row = Row::measured(
         case,
         frame_bytes,
@@ -385,17 +239,23 @@ pub fn shared(
         packets,
         dropped,
         elapsed,
-        copies as f64 / packets.max(1) as f64,
+        (client_copies + server_copies) as f64 / packets.max(1) as f64,
     );
+    let end = global.snapshot();
+    let drops: Vec<String> = end
+        .drops_by_reason()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{}={n}", r.name()))
+        .collect();
     row.note = format!(
-        "{} generator; server: {} frames, {} written once into client memory; clients {}",
-        if lossy { "lossy" } else { "lossless" },
-        counters.frames,
-        counters.dma_writes,
-        if busy_poll {
-            "busy-poll".to_string()
+        "netserver data path, lossy generator; window: large zero_copy {} copied {}; \
+         client copies {client_copies}; run drops: {}",
+        b.zero_copy.saturating_sub(a.zero_copy),
+        server_copies,
+        if drops.is_empty() {
+            "none".to_string()
         } else {
-            format!("sleep on eventfd after {IDLE_POLLS} empty polls")
+            drops.join(" ")
         },
     );
     Ok(row)
@@ -493,23 +353,18 @@ fn region_pair(geometry: Geometry) -> Result<(ClientRegion, Vec<Frame>, ServerRe
     Ok((client, frames, server))
 }
 
-fn region_geometry(ring: u32) -> Geometry {
+fn region_geometry(ring: u32, frame_size: u32) -> Geometry {
     Geometry {
         rx_entries: ring,
         fill_entries: ring,
         small_slot_count: ring,
         small_slot_size: 128,
         frame_count: ring * 2,
-        frame_size: 2048,
+        frame_size,
         ..Geometry::default()
     }
 }
 
-/// The server's data path ([`DataPathHandle`]) on a backend, with one
-/// shared-mode client per port ([`client_port`]): each filter `udp dst port
-/// P` is installed and attached to an exchange region (as `attachRegion`
-/// does), and a client thread consumes it like the client library. Shared
-/// by `shared-datapath` and `bench af_packet`.
 pub(super) struct DataPathRig {
     dp: DataPathHandle,
     filters: Vec<Arc<Filter>>,
@@ -523,15 +378,22 @@ pub(super) struct DataPathRig {
 
 impl DataPathRig {
     /// Starts the data path on `backend` with `clients` attached clients.
-    /// The server's default overflow pool (1024 frames): shared mode spills
-    /// there when a client's rx ring is full or it posted no frame.
+    /// The server's default overflow pool and per-filter overflow limit:
+    /// shared mode spills there when a client's rx ring is full or it
+    /// posted no frame.
     pub fn start(
         backend: Box<dyn crate::backend::Backend>,
         clients: usize,
         opts: SharedOpts,
     ) -> Result<DataPathRig, BenchError> {
-        let (_, exprs) = filter_set(clients)?;
-        let pool = Arc::new(OverflowPool::new(1024, 2048, 128));
+        let config = Config::new(Default::default());
+        let frame_size = config.frame_size;
+        let overflow = config.overflow_limit as usize;
+        let pool = Arc::new(OverflowPool::new(
+            overflow,
+            frame_size as usize,
+            config.small_slot_size() as usize,
+        ));
         let global = Arc::new(Counters::default());
         let dp = DataPathHandle::spawn(backend, pool, global.clone(), Wake::default())
             .map_err(|e| setup("data path")(Box::new(e)))?;
@@ -539,7 +401,7 @@ impl DataPathRig {
             queue_limit: opts.ring,
             frames: opts.ring * 2,
             small_slots: opts.ring,
-            frame_size: 2048,
+            frame_size,
             small_threshold: opts.small_threshold,
         };
         let mut rig = DataPathRig {
@@ -551,24 +413,27 @@ impl DataPathRig {
             consumers: Vec::new(),
         };
         let mut set = FilterSet::new(Limits::default());
-        for (i, expr) in exprs.into_iter().enumerate() {
+        for (i, (expr, program)) in filter_programs(clients)?.into_iter().enumerate() {
             let tag = i as u64 + 1;
-            let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
-            let (filter, _pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
+            let (filter, _pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, overflow);
             let filter = Arc::new(filter);
             let classifier = set
                 .insert(tag, program)
                 .map_err(|e| setup("filters")(Box::new(e)))?;
+            let (client, spare, server) = region_pair(region_geometry(opts.ring, frame_size))?;
+            let space =
+                RegionSpace::new(server, opts.small_threshold as usize, frame_size as usize)
+                    .map_err(|e| setup("region space")(Box::new(e)))?;
+            if !filter.begin_attach() {
+                return Err(setup("attach")("filter not in emulated mode".into()));
+            }
+            // Install and attach back to back, as `nsctl install --mode
+            // shared` does; frames matched in between wait in the filter's
+            // queue and go first when the region arrives.
             rig.dp.send(Command::Install {
                 filter: filter.clone(),
                 classifier,
             });
-            let (client, spare, server) = region_pair(region_geometry(opts.ring))?;
-            let space = RegionSpace::new(server, opts.small_threshold as usize, 2048)
-                .map_err(|e| setup("region space")(Box::new(e)))?;
-            if !filter.begin_attach() {
-                return Err(setup("attach")("filter not in emulated mode".into()));
-            }
             rig.dp.send(Command::Attach {
                 tag,
                 shared: Box::new(SharedPath::new(space, None)),
@@ -627,53 +492,6 @@ impl DataPathRig {
     }
 }
 
-/// The shared-mode case through the server's own data path
-/// ([`DataPathHandle`] with filters attached to exchange regions, the
-/// generator's [`Backend::recv_placed`](crate::backend::Backend::recv_placed)
-/// writing large frames once into the client's frame); the generator is
-/// lossy here — the data path decides what it spills or drops.
-pub fn shared_datapath(
-    frame_bytes: usize,
-    clients: usize,
-    measure: Duration,
-    opts: SharedOpts,
-) -> Result<Row, BenchError> {
-    let ports: Vec<u16> = (0..clients).map(client_port).collect();
-    let backend = Generator::udp(frame_bytes, &ports).with_peek_len(opts.small_threshold as usize);
-    let rig = DataPathRig::start(Box::new(backend), clients, opts)?;
-    let global = rig.global.clone();
-    let base = global.snapshot();
-    let dropped = || global.snapshot().dropped();
-    let (d, dropped, elapsed) = super::measure(&rig.tallies, measure, &dropped);
-    let after = global.snapshot();
-    rig.finish("shared-datapath")?;
-    let [packets, _bytes, client_copies, _wrong] = d;
-    // Whole-run ratio of large frames the data path copied (the window's
-    // share is not separable from the snapshot).
-    let large = (after.zero_copy + after.copied).saturating_sub(base.zero_copy + base.copied);
-    let copied = after.copied.saturating_sub(base.copied);
-    let server_copies = if large == 0 {
-        0.0
-    } else {
-        copied as f64 / large as f64
-            * (after.delivered_large as f64 / after.delivered().max(1) as f64)
-    };
-    let mut row = Row::measured(
-        "shared-datapath",
-        frame_bytes,
-        clients,
-        packets,
-        dropped,
-        elapsed,
-        client_copies as f64 / packets.max(1) as f64 + server_copies,
-    );
-    row.note = format!(
-        "netserver data path (DataPathHandle + RegionSpace); large frames zero_copy {} copied {}",
-        after.zero_copy, after.copied
-    );
-    Ok(row)
-}
-
 /// The emulated case (see the module docs).
 pub fn emulated(
     frame_bytes: usize,
@@ -681,7 +499,6 @@ pub fn emulated(
     measure: Duration,
     ring: u32,
 ) -> Result<Row, BenchError> {
-    let (_, exprs) = filter_set(clients)?;
     let ports: Vec<u16> = (0..clients).map(client_port).collect();
     let backend = Generator::udp(frame_bytes, &ports);
     let wake = Wake::default();
@@ -702,9 +519,8 @@ pub fn emulated(
     let stop = Arc::new(AtomicBool::new(false));
     let tallies: Vec<Arc<Tally>> = (0..clients).map(|_| Arc::default()).collect();
     let mut consumers = Vec::new();
-    for (i, expr) in exprs.into_iter().enumerate() {
+    for (i, (expr, program)) in filter_programs(clients)?.into_iter().enumerate() {
         let tag = i as u64 + 1;
-        let program = filters::compile(&expr).map_err(|e| setup("filters")(Box::new(e)))?;
         let (filter, pages) = Filter::new(tag, Mode::Exclusive, expr, geometry, 1);
         let filter = Arc::new(filter);
         let classifier = set
@@ -794,19 +610,21 @@ pub fn emulated(
 mod tests {
     use super::*;
 
+    const OPTS: SharedOpts = SharedOpts {
+        small_threshold: 128,
+        ring: 256,
+        busy_poll: false,
+    };
+
     #[test]
-    fn shared_case_runs_and_copies_only_small_slots() {
-        let opts = SharedOpts {
-            small_threshold: 128,
-            ring: 256,
-            lossy: false,
-            busy_poll: false,
-        };
-        let ms50 = Duration::from_millis(50);
-        let row = shared("shared", 1500, 2, ms50, opts).unwrap();
+    fn shared_case_runs_through_the_data_path_with_zero_copies_for_large_frames() {
+        let row = shared("shared", 1500, 2, Duration::from_millis(50), OPTS).unwrap();
         assert!(row.packets > 0, "{row:?}");
-        assert_eq!(row.payload_copies, 0.0);
-        let row = shared("shared", 64, 1, ms50, opts).unwrap();
+        assert_eq!(row.case, "shared");
+        // Only frames that waited in server memory (queued before the
+        // attach, or spilled) are copied, once.
+        assert!(row.payload_copies <= 1.0, "{row:?}");
+        let row = shared("shared", 64, 1, Duration::from_millis(50), OPTS).unwrap();
         assert!(row.packets > 0, "{row:?}");
         assert_eq!(
             row.payload_copies, 1.0,
@@ -814,25 +632,22 @@ mod tests {
         );
         let frames_only = SharedOpts {
             small_threshold: 0,
-            lossy: true,
             busy_poll: true,
-            ..opts
+            ..OPTS
         };
-        let row = shared("shared-frames", 64, 1, ms50, frames_only).unwrap();
+        let row = shared(
+            "shared-frames",
+            64,
+            1,
+            Duration::from_millis(50),
+            frames_only,
+        )
+        .unwrap();
         assert!(row.packets > 0, "{row:?}");
-        assert_eq!(row.payload_copies, 0.0);
-    }
-
-    #[test]
-    fn shared_datapath_case_runs() {
-        let opts = SharedOpts {
-            small_threshold: 128,
-            ring: 256,
-            lossy: true,
-            busy_poll: false,
-        };
-        let row = shared_datapath(1500, 2, Duration::from_millis(50), opts).unwrap();
-        assert!(row.packets > 0, "{row:?}");
+        // The client copies nothing; the server only frames that waited in
+        // its memory (spilled while the client was behind).
+        assert!(row.note.contains("client copies 0;"), "{row:?}");
+        assert!(row.payload_copies <= 1.0, "{row:?}");
     }
 
     #[test]
@@ -853,8 +668,13 @@ mod tests {
             ..DeliveryArgs::default()
         };
         let rows = run(&args).unwrap();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 4);
         assert!(rows[0].case.starts_with("kernel"));
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(
+            cases,
+            ["kernel-recvmmsg", "shared", "shared-frames", "emulated"]
+        );
         for r in &rows {
             let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
             for k in [
