@@ -451,9 +451,24 @@ fn a_host_already_using_the_candidate_mac_makes_the_server_choose_another() {
     ) else {
         return;
     };
-    // Also talk from it while the server probes (any frame from the
+    // The peer is a live host on the link before the bind: one answered ARP
+    // (synchronous, so the order does not depend on scheduling) means the
+    // server has seen a frame from the candidate MAC.
+    let answered = lab
+        .lab
+        .peer
+        .command("arping")
+        .args(["-c", "1", "-w", "10", "-I", PEER_IF, HOST_IP])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("arping");
+    assert!(
+        answered.success(),
+        "the server did not answer the peer's ARP"
+    );
+    // And it keeps talking while the server probes (any frame from the
     // candidate is a claim).
-    let (_echo, mut out) = lab.spawn_udp_echo(7010, 1);
     let _chatter = Proc(
         lab.lab
             .peer
@@ -464,6 +479,7 @@ fn a_host_already_using_the_candidate_mac_makes_the_server_choose_another() {
             .spawn()
             .expect("arping"),
     );
+    let (_echo, mut out) = lab.spawn_udp_echo(7010, 1);
     let mac = read_bound(&mut out);
     assert_ne!(mac, candidate_text, "the server took a MAC the peer uses");
     assert_ne!(mac, CANONICAL);
