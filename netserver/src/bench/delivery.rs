@@ -91,6 +91,11 @@ pub struct DeliveryArgs {
     /// the eventfd when it is empty.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Shared cases: frames the server's overflow pool (and each filter's
+    /// share of it) holds; default the server's (`serve --overflow-limit`).
+    /// 0: no spilling, a frame its client has no room for is dropped.
+    #[arg(long, value_name = "FRAMES")]
+    pub overflow: Option<u32>,
 }
 
 /// Options of the shared cases.
@@ -102,6 +107,11 @@ pub struct SharedOpts {
     pub ring: u32,
     /// See [`DeliveryArgs::busy_poll`].
     pub busy_poll: bool,
+}
+
+/// See [`DeliveryArgs::overflow`]; `None`: the server's default.
+fn overflow_or_default(overflow: Option<u32>) -> u32 {
+    overflow.unwrap_or(Config::new(Default::default()).overflow_limit)
 }
 
 impl Default for DeliveryArgs {
@@ -116,6 +126,7 @@ impl Default for DeliveryArgs {
             small_threshold: 128,
             ring: 512,
             busy_poll: false,
+            overflow: None,
         }
     }
 }
@@ -164,8 +175,16 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
                 busy_poll: args.busy_poll,
             };
             for _ in 0..args.runs {
+                let overflow = overflow_or_default(args.overflow);
                 if want("shared") {
-                    emit(shared("shared", frame_bytes, clients, measure, opts)?);
+                    emit(shared(
+                        "shared",
+                        frame_bytes,
+                        clients,
+                        measure,
+                        opts,
+                        overflow,
+                    )?);
                 }
                 if want("shared-frames") {
                     let opts = SharedOpts {
@@ -178,6 +197,7 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
                         clients,
                         measure,
                         opts,
+                        overflow,
                     )?);
                 }
                 if want("emulated") {
@@ -202,19 +222,22 @@ fn filter_programs(clients: usize) -> Result<Vec<(String, filters::Program)>, Be
 
 /// The shared-mode cases (see the module docs): the server's data path with
 /// one filter per client attached to the client's exchange region.
-/// `small_threshold` 0 sends every frame into a client frame.
+/// `small_threshold` 0 sends every frame into a client frame; `overflow`
+/// is the overflow pool's size (0: no spilling).
 pub fn shared(
     case: &str,
     frame_bytes: usize,
     clients: usize,
     measure: Duration,
     opts: SharedOpts,
+    overflow: u32,
 ) -> Result<Row, BenchError> {
     let ports: Vec<u16> = (0..clients).map(client_port).collect();
     // Peek as far as the small threshold: longer frames come with a body the
     // placement writes straight into the client's frame.
     let backend = Generator::udp(frame_bytes, &ports).with_peek_len(opts.small_threshold as usize);
-    let rig = DataPathRig::start(Box::new(backend), clients, opts)?;
+    let rig = DataPathRig::start_with_overflow(Box::new(backend), clients, opts, overflow)?;
+    rig.wait_attached(Duration::from_secs(5))?;
     let global = rig.global.clone();
     // The server's counters at the start and the end of the window.
     let window: Cell<Option<[Snapshot; 2]>> = Cell::new(None);
@@ -248,8 +271,8 @@ pub fn shared(
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
     row.note = format!(
-        "netserver data path, lossy generator; window: large zero_copy {} copied {}; \
-         client copies {client_copies}; run drops: {}",
+        "netserver data path, lossy generator, overflow {overflow}; window: large zero_copy {} \
+         copied {}; client copies {client_copies}; run drops: {}",
         b.zero_copy.saturating_sub(a.zero_copy),
         server_copies,
         if drops.is_empty() {
@@ -386,9 +409,22 @@ impl DataPathRig {
         clients: usize,
         opts: SharedOpts,
     ) -> Result<DataPathRig, BenchError> {
+        let overflow = Config::new(Default::default()).overflow_limit;
+        Self::start_with_overflow(backend, clients, opts, overflow)
+    }
+
+    /// [`start`](Self::start) with an overflow pool (and per-filter
+    /// overflow limit) of `overflow` frames; 0 turns spilling off (a frame
+    /// its client has no room for is dropped, as AF_XDP or netmap do).
+    pub fn start_with_overflow(
+        backend: Box<dyn crate::backend::Backend>,
+        clients: usize,
+        opts: SharedOpts,
+        overflow: u32,
+    ) -> Result<DataPathRig, BenchError> {
         let config = Config::new(Default::default());
         let frame_size = config.frame_size;
-        let overflow = config.overflow_limit as usize;
+        let overflow = overflow as usize;
         let pool = Arc::new(OverflowPool::new(
             overflow,
             frame_size as usize,
@@ -618,13 +654,13 @@ mod tests {
 
     #[test]
     fn shared_case_runs_through_the_data_path_with_zero_copies_for_large_frames() {
-        let row = shared("shared", 1500, 2, Duration::from_millis(50), OPTS).unwrap();
+        let row = shared("shared", 1500, 2, Duration::from_millis(50), OPTS, 1024).unwrap();
         assert!(row.packets > 0, "{row:?}");
         assert_eq!(row.case, "shared");
         // Only frames that waited in server memory (queued before the
         // attach, or spilled) are copied, once.
         assert!(row.payload_copies <= 1.0, "{row:?}");
-        let row = shared("shared", 64, 1, Duration::from_millis(50), OPTS).unwrap();
+        let row = shared("shared", 64, 1, Duration::from_millis(50), OPTS, 1024).unwrap();
         assert!(row.packets > 0, "{row:?}");
         assert_eq!(
             row.payload_copies, 1.0,
@@ -641,6 +677,7 @@ mod tests {
             1,
             Duration::from_millis(50),
             frames_only,
+            1024,
         )
         .unwrap();
         assert!(row.packets > 0, "{row:?}");
@@ -648,6 +685,19 @@ mod tests {
         // its memory (spilled while the client was behind).
         assert!(row.note.contains("client copies 0;"), "{row:?}");
         assert!(row.payload_copies <= 1.0, "{row:?}");
+        // Without an overflow pool nothing waits in server memory: every
+        // frame is written once, by the backend, into the client's frame.
+        let row = shared(
+            "shared-frames",
+            1500,
+            2,
+            Duration::from_millis(50),
+            frames_only,
+            0,
+        )
+        .unwrap();
+        assert!(row.packets > 0, "{row:?}");
+        assert_eq!(row.payload_copies, 0.0, "{row:?}");
     }
 
     #[test]
