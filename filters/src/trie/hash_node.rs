@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use super::node::{Link, Node};
 use super::path::SwitchKey;
-use super::probe_table::ProbeTable;
+use super::probe_table::{Entry, Indexed, ProbeTable};
 
 /// Largest node whose values are scanned linearly instead of hashed.
 pub const LINEAR_MAX: usize = 4;
@@ -39,8 +39,9 @@ pub struct HashNode {
     /// Every link, labelled with its value. Shared between versions of the
     /// trie until one of them changes this node.
     links: Arc<[Link]>,
-    /// Value → index into `links`; `None` for the linear layout.
-    table: Option<ProbeTable<u32>>,
+    /// Value → a copy of its link; `None` for the linear layout. The walk
+    /// reads only this (one line for a hit); `links` keeps the order.
+    table: Option<ProbeTable<Link>>,
     /// The two-level shortcut, when every child is a bare one-value test.
     pairs: Option<Pairs>,
     /// 1 + the longest path from any child down to an accept.
@@ -55,7 +56,7 @@ pub struct Pairs {
     /// Links to the grandchildren.
     links: Arc<[Link]>,
     /// `value << 32 | inner value` → index into `links`.
-    table: ProbeTable<u64>,
+    table: ProbeTable<Indexed<u64>>,
 }
 
 impl Pairs {
@@ -69,7 +70,7 @@ impl Pairs {
             if key != inner {
                 return None;
             }
-            keys.push(pair(link.label(), next.label()));
+            keys.push(Indexed::new(pair(link.label(), next.label()), keys.len()));
             grandchildren.push(next.clone());
         }
         Some(Pairs {
@@ -90,7 +91,7 @@ impl Pairs {
     pub fn link(&self, outer: u32, inner: u32) -> Option<&Link> {
         self.table
             .get(pair(outer, inner))
-            .and_then(|at| self.links.get(at))
+            .and_then(|entry| self.links.get(entry.index()))
     }
 }
 
@@ -104,10 +105,7 @@ impl HashNode {
     /// distinct and `links` non-empty.
     pub fn new(key: SwitchKey, links: Vec<Link>, seed: u64) -> HashNode {
         let wide = links.len() > LINEAR_MAX;
-        let table = wide.then(|| {
-            let values: Vec<u32> = links.iter().map(Link::label).collect();
-            ProbeTable::new(&values, seed)
-        });
+        let table = wide.then(|| ProbeTable::new(&links, seed));
         let pairs = if wide { Pairs::of(&links, seed) } else { None };
         HashNode {
             key,
@@ -145,7 +143,10 @@ impl HashNode {
     /// The link for a masked field value: the per-packet lookup.
     #[inline]
     pub fn link(&self, value: u32) -> Option<&Link> {
-        self.position(value).and_then(|at| self.links.get(at))
+        match &self.table {
+            Some(table) => table.get(value),
+            None => self.links.iter().find(|link| link.label() == value),
+        }
     }
 
     /// The child node for a value.
@@ -180,20 +181,16 @@ impl HashNode {
         (!links.is_empty()).then(|| HashNode::new(self.key, links, seed))
     }
 
-    /// Where the link for `value` is in `links`.
-    #[inline]
+    /// Where the link for `value` is in `links` (not for the data path).
     fn position(&self, value: u32) -> Option<usize> {
-        match &self.table {
-            Some(table) => table.get(value),
-            None => self.links.iter().position(|link| link.label() == value),
-        }
+        self.links.iter().position(|link| link.label() == value)
     }
 
     /// Replaces the link at `at` in a copy of the links; the value table
-    /// stays shared.
+    /// keeps its layout (one slot replaced).
     fn with_replaced(&self, at: usize, link: Link, seed: u64) -> HashNode {
         let mut links = self.links.to_vec();
-        links[at] = link;
+        links[at] = link.clone();
         let pairs = if self.table.is_some() {
             Pairs::of(&links, seed)
         } else {
@@ -203,9 +200,17 @@ impl HashNode {
             key: self.key,
             reach: reach_of(&links),
             links: links.into(),
-            table: self.table.clone(),
+            table: self.table.as_ref().map(|table| table.with_replaced(link)),
             pairs,
         }
+    }
+}
+
+impl Entry for Link {
+    type Key = u32;
+    #[inline]
+    fn key(&self) -> u32 {
+        self.label()
     }
 }
 

@@ -18,16 +18,19 @@
 //!
 //! With thousands of filters, the wide hash nodes and the nodes below them
 //! no longer fit in the first cache levels, and each pointer followed costs
-//! a miss. Two copies of derived data keep that to about one miss per level:
+//! a miss. Copies of derived data keep that to about one miss per level:
 //!
 //! - a [`Link`] to a child carries a copy of the child's winning accept and
 //!   reach, so a packet that reaches a leaf (the common case: the port entry
 //!   of a `udp dst port P` filter) never touches the leaf itself;
+//! - a wide hash node's probe table holds copies of the links themselves,
+//!   so a lookup that finds its value reads one line of one array (the
+//!   node's own array of links only keeps the order, for updates);
 //! - a node whose only hash node has only one value (a chain, as below the
 //!   `ip dst host A` entry of `ip dst host A and udp dst port P`) keeps that
 //!   entry inline as its `chain`.
 //!
-//! Both are computed when a node is built ([`Node::from_parts`]) and nodes
+//! All are computed when a node is built ([`Node::from_parts`]) and nodes
 //! are immutable, so they cannot go stale.
 
 use std::sync::Arc;
