@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use super::node::{Link, Node};
 use super::path::SwitchKey;
-use super::probe_table::{Entry, Indexed, ProbeTable};
+use super::probe_table::{Entry, ProbeTable};
 
 /// Largest node whose values are scanned linearly instead of hashed.
 pub const LINEAR_MAX: usize = 4;
@@ -53,30 +53,29 @@ pub struct HashNode {
 pub struct Pairs {
     /// The field every child tests.
     inner: SwitchKey,
-    /// Links to the grandchildren.
-    links: Arc<[Link]>,
-    /// `value << 32 | inner value` → index into `links`.
-    table: ProbeTable<Indexed<u64>>,
+    /// `value << 32 | inner value` → the grandchild's link (labelled with
+    /// the inner value), held in the slot.
+    table: ProbeTable<PairLink>,
 }
 
 impl Pairs {
     /// Builds the shortcut if every link leads to a bare chain on one key.
     fn of(links: &[Link], seed: u64) -> Option<Pairs> {
         let (inner, _) = links.first()?.node().bare_chain()?;
-        let mut keys = Vec::with_capacity(links.len());
-        let mut grandchildren = Vec::with_capacity(links.len());
+        let mut entries = Vec::with_capacity(links.len());
         for link in links {
             let (key, next) = link.node().bare_chain()?;
             if key != inner {
                 return None;
             }
-            keys.push(Indexed::new(pair(link.label(), next.label()), keys.len()));
-            grandchildren.push(next.clone());
+            entries.push(PairLink {
+                outer: link.label(),
+                link: next.clone(),
+            });
         }
         Some(Pairs {
             inner,
-            links: grandchildren.into(),
-            table: ProbeTable::new(&keys, seed),
+            table: ProbeTable::new(&entries, seed),
         })
     }
 
@@ -89,9 +88,7 @@ impl Pairs {
     /// The grandchild for the outer and inner values.
     #[inline]
     pub fn link(&self, outer: u32, inner: u32) -> Option<&Link> {
-        self.table
-            .get(pair(outer, inner))
-            .and_then(|entry| self.links.get(entry.index()))
+        self.table.get(pair(outer, inner)).map(|entry| &entry.link)
     }
 }
 
@@ -203,6 +200,21 @@ impl HashNode {
             table: self.table.as_ref().map(|table| table.with_replaced(link)),
             pairs,
         }
+    }
+}
+
+/// A pair table's slot: the outer value and the grandchild's link.
+#[derive(Debug, Clone)]
+pub struct PairLink {
+    outer: u32,
+    link: Link,
+}
+
+impl Entry for PairLink {
+    type Key = u64;
+    #[inline]
+    fn key(&self) -> u64 {
+        pair(self.outer, self.link.label())
     }
 }
 
