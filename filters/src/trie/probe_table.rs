@@ -1,5 +1,5 @@
-//! The open-addressing table behind wide hash nodes: value → index into the
-//! node's array of links.
+//! The open-addressing table behind wide hash nodes: value → link to the
+//! child.
 //!
 //! Linear probing, at most two-thirds full, and a multiply-shift hash whose
 //! odd multiplier comes from the filter set's random seed: clients choose
@@ -12,7 +12,10 @@
 //! A slot holds the entry itself: for a hash node's values, the [`Link`]
 //! to the child (labelled with its value, carrying the child's accept and
 //! reach), so that a packet aimed at an installed value reads one cache line
-//! of one array and nothing else; for the pair tables, the key and an index.
+//! of one array and nothing else (32-byte slots, two per line); for the pair
+//! tables, the outer value and the grandchild's link (40 bytes). A lookup
+//! that finds nothing probes about two lines at two-thirds load. [`Indexed`]
+//! (key and index, 8 or 16 bytes) is there for tables of plain keys.
 //!
 //! [`Link`]: super::node::Link
 
