@@ -650,6 +650,17 @@ mod tests {
         }]])
     }
 
+    /// The server's default page and small-slot sizes, with small queues.
+    fn default_test_geometry() -> FilterGeometry {
+        FilterGeometry {
+            queue_limit: 32,
+            frames: 8,
+            small_slots: 8,
+            frame_size: 4096,
+            small_threshold: 128,
+        }
+    }
+
     fn frame(ethertype: u16, len: usize, seq: u32) -> Vec<u8> {
         let mut f = vec![0u8; len.max(18)];
         f[12..14].copy_from_slice(&ethertype.to_be_bytes());
@@ -838,13 +849,7 @@ mod tests {
         let pool = Arc::new(OverflowPool::new(8, 4096, 128));
         let global = Arc::new(Counters::default());
         let dp = DataPathHandle::spawn(Box::new(backend), pool, global.clone(), wake).unwrap();
-        let geometry = FilterGeometry {
-            queue_limit: 32,
-            frames: 8,
-            small_slots: 8,
-            frame_size: 4096,
-            small_threshold: 128,
-        };
+        let geometry = default_test_geometry();
         let mut set = FilterSet::new(Limits::default());
         let (f, _) = Filter::new(7, Mode::Exclusive, "ip".into(), geometry, 8);
         let f = Arc::new(f);
@@ -1146,13 +1151,7 @@ mod tests {
             batch_placed: 0,
             batch_stalled: 0,
         };
-        let geometry = FilterGeometry {
-            queue_limit: 32,
-            frames: 8,
-            small_slots: 8,
-            frame_size: 4096,
-            small_threshold: 128,
-        };
+        let geometry = default_test_geometry();
         let mut set = FilterSet::new(Limits::default());
         let mut clients = Vec::new();
         for &(tag, expression) in filters {
