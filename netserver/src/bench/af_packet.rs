@@ -315,7 +315,6 @@ impl Summary {
     }
 
     fn print(&self, json: bool) {
-        use std::io::Write;
         let line = if json {
             serde_json::to_string(self).unwrap_or_default()
         } else {
@@ -334,9 +333,7 @@ impl Summary {
                 pct(self.ratio_zero_copy),
             )
         };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        super::print_line(&line);
     }
 }
 

@@ -134,16 +134,22 @@ pub struct Printer {
 impl Printer {
     /// Prints one row on stdout.
     pub fn print(&self, row: &Row) {
-        use std::io::Write;
         let line = if self.json {
             row.to_json()
         } else {
             row.to_text()
         };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        print_line(&line);
     }
+}
+
+/// Writes one line of the bench command's output on stdout, flushed at once
+/// so that rows appear while the run goes on.
+pub fn print_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// The one-minute load average (0 when `/proc/loadavg` is unreadable).
