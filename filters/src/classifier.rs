@@ -146,7 +146,7 @@ impl Classifier {
 /// An installed filter.
 #[derive(Debug, Clone)]
 struct Installed {
-    seq: u64,
+    seq: u32,
     program: Program,
     reach: Reach,
     /// The program's alternatives as canonical trie paths.
@@ -161,10 +161,13 @@ pub struct FilterSet {
     /// Seed of the hash nodes' multipliers; secret so that clients cannot
     /// choose colliding values.
     seed: u64,
-    next_seq: u64,
+    next_seq: u32,
+    /// The sequence at which the filters are renumbered: `u32::MAX`, lower
+    /// only in tests.
+    seq_limit: u32,
     installed: HashMap<Tag, Installed>,
     /// Installed tags by insertion sequence.
-    order: BTreeMap<u64, Tag>,
+    order: BTreeMap<u32, Tag>,
     /// How many installed filters have each reach: the classifier's reach
     /// is the largest key, kept up to date on insert and remove.
     reaches: BTreeMap<Reach, usize>,
@@ -192,10 +195,22 @@ impl FilterSet {
             limits,
             seed,
             next_seq: 0,
+            seq_limit: u32::MAX,
             installed: HashMap::new(),
             order: BTreeMap::new(),
             reaches: BTreeMap::new(),
             current: Arc::default(),
+        }
+    }
+
+    /// An empty set that renumbers its filters when the insertion sequence
+    /// reaches `seq_limit` (at least 2) instead of `u32::MAX`: for tests.
+    #[doc(hidden)]
+    pub fn with_seq_limit(limits: Limits, seed: u64, seq_limit: u32) -> FilterSet {
+        assert!(seq_limit >= 2, "a sequence limit below 2 leaves no room");
+        FilterSet {
+            seq_limit,
+            ..FilterSet::with_seed(limits, seed)
         }
     }
 
@@ -259,6 +274,9 @@ impl FilterSet {
             return Err(InstallError::DuplicateTag(tag));
         }
         check_limits(&self.limits, &program)?;
+        if self.next_seq >= self.seq_limit {
+            self.renumber();
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let paths = canonical_paths(program.alternatives());
@@ -300,6 +318,39 @@ impl FilterSet {
         let trie = self.current.trie.removed(&filter.paths, accept, self.seed);
         self.publish(trie);
         Some(self.classifier())
+    }
+
+    /// Gives the installed filters the sequences 0, 1, … in their order and
+    /// rebuilds the trie with them: the order, so every tie, is unchanged,
+    /// and the counter starts again after the last. Runs once in
+    /// `seq_limit` installs (about four billion), so rebuilding from
+    /// scratch costs nothing that matters.
+    fn renumber(&mut self) {
+        let mut trie = Trie::default();
+        let mut order = BTreeMap::new();
+        for (new_seq, tag) in self.order.values().enumerate() {
+            // Each filter costs far more than a byte of memory: fewer than
+            // `u32::MAX` of them can be installed.
+            let new_seq = u32::try_from(new_seq).expect("fewer than 2^32 filters");
+            let filter = self
+                .installed
+                .get_mut(tag)
+                .expect("order and installed agree");
+            filter.seq = new_seq;
+            let accept = Accept {
+                seq: new_seq,
+                tag: *tag,
+            };
+            trie = trie.inserted(&filter.paths, accept, self.seed);
+            order.insert(new_seq, *tag);
+        }
+        self.next_seq = u32::try_from(order.len()).expect("fewer than 2^32 filters");
+        assert!(
+            self.next_seq < self.seq_limit,
+            "no sequence left after renumbering"
+        );
+        self.order = order;
+        self.publish(trie);
     }
 
     /// The classifier for the filters installed now.
@@ -492,6 +543,36 @@ mod tests {
         filters.remove(7).unwrap();
         filters.insert(7, udp_dst_port(53)).unwrap();
         assert_eq!(filters.classifier().classify(&udp_frame(53), 42), 3);
+    }
+
+    #[test]
+    fn renumbering_keeps_every_tie_and_frees_the_counter() {
+        // Tags 1..=3 all claim port 53 and tie; the first installed wins.
+        // With a limit of 4, the churn below renumbers several times.
+        let mut filters = FilterSet::with_seq_limit(Limits::default(), 1, 4);
+        let mut reference = set();
+        let winner = |filters: &FilterSet| filters.classifier().classify(&udp_frame(53), 42);
+        for round in 0..10u64 {
+            for set in [&mut filters, &mut reference] {
+                if round > 0 {
+                    // The oldest leaves and comes back last.
+                    let oldest = set.iter().next().map(|(tag, _)| tag).unwrap();
+                    set.remove(oldest).unwrap();
+                    set.insert(oldest, udp_dst_port(53)).unwrap();
+                } else {
+                    for tag in 1..=3 {
+                        set.insert(tag, udp_dst_port(53)).unwrap();
+                    }
+                }
+            }
+            assert_eq!(winner(&filters), winner(&reference), "round {round}");
+            assert_eq!(winner(&filters), round % 3 + 1, "round {round}");
+            let order: Vec<Tag> = filters.iter().map(|(tag, _)| tag).collect();
+            let expected: Vec<Tag> = reference.iter().map(|(tag, _)| tag).collect();
+            assert_eq!(order, expected, "round {round}");
+            assert!(filters.next_seq <= 4);
+        }
+        assert!(reference.next_seq > 4, "the reference never renumbered");
     }
 
     #[test]

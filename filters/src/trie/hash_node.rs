@@ -54,7 +54,9 @@ pub struct Pairs {
     /// The field every child tests.
     inner: SwitchKey,
     /// `value << 32 | inner value` → the grandchild's link (labelled with
-    /// the inner value), held in the slot.
+    /// both values), held in the slot: 32 bytes, so that 10,000 pairs
+    /// (16,384 slots) take 512 KiB, one core's L2 on the machines we
+    /// measure on.
     table: ProbeTable<PairLink>,
 }
 
@@ -68,10 +70,7 @@ impl Pairs {
             if key != inner {
                 return None;
             }
-            entries.push(PairLink {
-                outer: link.label(),
-                link: next.clone(),
-            });
+            entries.push(PairLink(next.clone().with_outer_label(link.label())));
         }
         Some(Pairs {
             inner,
@@ -88,7 +87,7 @@ impl Pairs {
     /// The grandchild for the outer and inner values.
     #[inline]
     pub fn link(&self, outer: u32, inner: u32) -> Option<&Link> {
-        self.table.get(pair(outer, inner)).map(|entry| &entry.link)
+        self.table.get(pair(outer, inner)).map(|entry| &entry.0)
     }
 }
 
@@ -203,18 +202,16 @@ impl HashNode {
     }
 }
 
-/// A pair table's slot: the outer value and the grandchild's link.
+/// A pair table's slot: the grandchild's link, labelled with the outer and
+/// the inner value.
 #[derive(Debug, Clone)]
-pub struct PairLink {
-    outer: u32,
-    link: Link,
-}
+pub struct PairLink(Link);
 
 impl Entry for PairLink {
     type Key = u64;
     #[inline]
     fn key(&self) -> u64 {
-        pair(self.outer, self.link.label())
+        pair(self.0.outer_label(), self.0.label())
     }
 }
 

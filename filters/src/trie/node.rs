@@ -44,32 +44,56 @@ use crate::Tag;
 /// exactly the path from the root.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Accept {
-    /// Insertion sequence of the filter: lower was installed earlier.
-    pub seq: u64,
+    /// Insertion sequence of the filter: lower was installed earlier. 32
+    /// bits keep a link at half a cache line; the filter set renumbers its
+    /// filters before the counter runs out.
+    pub seq: u32,
     pub tag: Tag,
 }
 
 /// A pointer to a child node with a copy of what the walk needs first.
+///
+/// 32 bytes, so that two hash slots share a cache line: the child's winning
+/// accept is kept as its two fields (an [`Accept`] would pad to 16 bytes),
+/// and the word that padding would waste holds a pair table's outer value.
 #[derive(Debug, Clone)]
 pub struct Link {
     node: Arc<Node>,
-    /// The child's winning accept (tag 0 if nothing ends there).
-    head: Accept,
+    /// The child's winning accept's tag (0 if nothing ends there)…
+    head_tag: Tag,
+    /// … and its sequence.
+    head_seq: u32,
     /// The child's reach: 0 means it is a leaf, nothing to walk below.
     reach: u32,
-    /// The value a hash node files this link under (0 elsewhere). Kept here
-    /// rather than beside the link so that a hash slot is 32 bytes.
+    /// The value a hash node files this link under (0 elsewhere).
     label: u32,
+    /// For a pair table's link (to a grandchild): the value of the
+    /// grandparent's field, the other half of the key. 0 elsewhere.
+    outer_label: u32,
 }
 
 impl Link {
     pub fn new(node: Arc<Node>, label: u32) -> Link {
         Link {
-            head: node.head,
+            head_tag: node.head.tag,
+            head_seq: node.head.seq,
             reach: node.reach,
             label,
+            outer_label: 0,
             node,
         }
+    }
+
+    /// This link filed under two values: `outer` for the grandparent's
+    /// field, then its own label for the parent's.
+    pub fn with_outer_label(mut self, outer: u32) -> Link {
+        self.outer_label = outer;
+        self
+    }
+
+    /// The grandparent's value of a pair table's link.
+    pub fn outer_label(&self) -> u32 {
+        self.outer_label
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -91,8 +115,14 @@ impl Link {
         if !best.could_be_beaten_at(depth + self.reach) {
             return;
         }
-        if self.head.tag != crate::NOT_INTERESTED {
-            best.offer(depth, &self.head);
+        if self.head_tag != crate::NOT_INTERESTED {
+            best.offer(
+                depth,
+                Accept {
+                    seq: self.head_seq,
+                    tag: self.head_tag,
+                },
+            );
         }
         if self.reach > 0 {
             self.node.walk_below(depth, packet, best);
@@ -291,13 +321,13 @@ impl Best {
     }
 
     #[inline]
-    fn offer(&mut self, depth: u32, accept: &Accept) {
+    fn offer(&mut self, depth: u32, accept: Accept) {
         let better = match self.found {
             None => true,
             Some((best, current)) => depth > best || (depth == best && accept.seq < current.seq),
         };
         if better {
-            self.found = Some((depth, *accept));
+            self.found = Some((depth, accept));
         }
     }
 
@@ -315,6 +345,11 @@ mod tests {
     fn hot_data_fits_the_layout_the_walk_assumes() {
         // A hash link: half a cache line.
         assert_eq!(std::mem::size_of::<Link>(), 32);
+        assert_eq!(std::mem::size_of::<Option<Link>>(), 32);
+        assert_eq!(
+            std::mem::size_of::<Option<super::super::hash_node::PairLink>>(),
+            32
+        );
         // A chain node's walk reads only its first line.
         assert_eq!(std::mem::offset_of!(Node, chain), 0);
         assert!(std::mem::size_of::<Option<Chain>>() <= 64);

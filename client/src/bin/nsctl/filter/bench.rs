@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Number of filters to generate.
     #[arg(long, default_value_t = 1000, requires = "generate")]
     pub count: usize,
+    /// Seed of the hash tables' multipliers, to repeat a measurement exactly
+    /// (default: random, as in the server).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// One packet: captured bytes and length on the wire.
@@ -125,7 +129,10 @@ fn run(args: &BenchArgs) -> Result<String, String> {
         return Err("no packets to classify in the --pcap files".into());
     }
     let programs = read_programs(&args.filters)?;
-    let mut set = FilterSet::new(Limits::default());
+    let mut set = match args.seed {
+        Some(seed) => FilterSet::with_seed(Limits::default(), seed),
+        None => FilterSet::new(Limits::default()),
+    };
     for (index, program) in programs.iter().enumerate() {
         set.insert(tag_of(index), program.clone())
             .map_err(|err| format!("{}: filter {}: {err}", args.filters.display(), index + 1))?;
