@@ -76,35 +76,44 @@ fn clear_stale(path: &Path) -> Result<(), ServeError> {
     }
 }
 
-/// Binds `path` with permission bits `mode`. The umask is narrowed while
-/// binding so the socket never exists with wider permissions.
-fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
+/// A listening socket at `path` with permission bits `mode`.
+///
+/// The path appears only once the socket listens: the socket is bound and
+/// listening under a temporary name in the same directory, then renamed
+/// into place. Binding in place left a moment in which the path existed but
+/// `connect` was refused, and a client (or a test) that waits for the path
+/// to appear could lose that race. The umask is narrowed while binding so
+/// the socket never exists with wider permissions.
+fn listen_at(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ServeError> {
     clear_stale(path)?;
     let err = |source| ServeError::Listen {
         path: path.to_path_buf(),
         source,
     };
+    let staging = path.with_file_name(format!(".ns{:x}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !mode));
-    let l = UnixListener::bind(path);
+    let listener = std::os::unix::net::UnixListener::bind(&staging);
     rustix::process::umask(old);
-    let l = l.map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    Ok(l)
+    let listener = listener.map_err(err)?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::fs::rename(&staging, path));
+    if let Err(source) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(err(source));
+    }
+    Ok(listener)
 }
 
-/// [`bind`] for a blocking std listener (the region acceptor's thread).
-fn bind_std(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ServeError> {
-    clear_stale(path)?;
+/// [`listen_at`] for tokio's accept loops.
+fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServeError> {
     let err = |source| ServeError::Listen {
         path: path.to_path_buf(),
         source,
     };
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !mode));
-    let l = std::os::unix::net::UnixListener::bind(path);
-    rustix::process::umask(old);
-    let l = l.map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    Ok(l)
+    let listener = listen_at(path, mode)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    UnixListener::from_std(listener).map_err(err)
 }
 
 /// Removes the socket files when dropped.
@@ -225,25 +234,27 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
     let tags = TagAllocator::random();
 
     run_local(async move {
-        let client_path = config.socket.clone();
-        let operator_path = config.operator_socket();
-        let client = bind(&client_path, 0o666)?;
-        let _files_client = SocketFiles(vec![client_path.clone()]);
-        let operator = bind(&operator_path, 0o600)?;
-        let _files_operator = SocketFiles(vec![operator_path.clone()]);
+        // Bound in the order clients use them last to first, so that a
+        // client that sees the client socket finds the others listening.
         // Shared mode's side socket: the client socket's permissions; the
         // one-time token from attachRegion is the authority (crate::attach).
         let attach_path = config.attach_socket();
         // (The acceptor is dropped before the socket file is removed: its
         // drop wakes the accept by connecting.)
         let (_files_attach, _acceptor) = if config.shared_mode() {
-            let l = bind_std(&attach_path, 0o666)?;
+            let l = listen_at(&attach_path, 0o666)?;
             let files = SocketFiles(vec![attach_path.clone()]);
             let acceptor = Acceptor::spawn(l, attach_book.clone()).map_err(ServeError::Thread)?;
             (Some(files), Some(acceptor))
         } else {
             (None, None)
         };
+        let client_path = config.socket.clone();
+        let operator_path = config.operator_socket();
+        let operator = bind(&operator_path, 0o600)?;
+        let _files_operator = SocketFiles(vec![operator_path.clone()]);
+        let client = bind(&client_path, 0o666)?;
+        let _files_client = SocketFiles(vec![client_path.clone()]);
         let mut cp = ControlPlane::new(
             config,
             tags,
@@ -364,5 +375,31 @@ async fn accept_loop(
                 tracing::debug!(which, "connection closed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_appears_listening_with_its_mode_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("ns-listen-at-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ns.sock");
+        let listener = listen_at(&path, 0o600).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::os::unix::net::UnixStream::connect(&path).expect("listening as soon as it exists");
+        assert!(listener.accept().is_ok());
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["ns.sock"], "the staging name is gone");
+        // A second server on the same path is refused, and the first keeps it.
+        assert!(matches!(listen_at(&path, 0o600), Err(ServeError::InUse(_))));
+        drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
