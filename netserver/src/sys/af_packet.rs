@@ -270,6 +270,38 @@ impl PacketSocket {
     }
 }
 
+/// `SO_MEMINFO` (include/uapi/asm-generic/socket.h; libc does not export
+/// it). The same number on every architecture we build for.
+const SO_MEMINFO: libc::c_int = 55;
+/// Entries of the `SO_MEMINFO` array (`SK_MEMINFO_VARS`); the kernel copies
+/// at most as many as we make room for.
+const SK_MEMINFO_VARS: usize = 9;
+
+impl PacketSocket {
+    /// Bytes of receive memory the socket holds: the frames queued and not
+    /// yet received, with the kernel's per-buffer overhead
+    /// (`SK_MEMINFO_RMEM_ALLOC` of `getsockopt(SO_MEMINFO)`). One system call;
+    /// the zero-copy receive asks only when it suspects a backlog.
+    pub fn queued_bytes(&self) -> io::Result<u32> {
+        let mut info = [0u32; SK_MEMINFO_VARS];
+        let mut len = libc::socklen_t::try_from(std::mem::size_of_val(&info))
+            .map_err(|_| io::Error::other("SO_MEMINFO array too large"))?;
+        // SAFETY: `info` and `len` are live for the call; the kernel writes
+        // at most `len` bytes into `info` and updates `len`.
+        let ret = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        libc_result(ret)?;
+        Ok(info[libc::SK_MEMINFO_RMEM_ALLOC as usize])
+    }
+}
+
 impl AsFd for PacketSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

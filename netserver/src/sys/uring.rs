@@ -21,10 +21,29 @@
 //!   frame straight into the destination (a client's fill page): the kernel
 //!   writes the payload once, user space copies nothing.
 //!
-//! Both are submitted as a *hard-linked pair* with the peek of the following
-//! frame, so a busy socket costs one `io_uring_enter` per frame, not two.
+//! Both are submitted together with the peek of the following frame in one
+//! `io_uring_enter`, so a busy socket costs one enter per frame, not two.
+//! The pair is *not* linked: a linked peek would only be issued from task
+//! work after the receive completes, which with cooperative task running
+//! (below) waits for the next enter. Unlinked, the receive is issued first
+//! and dequeues the peeked frame inline, and the peek then sees the frame
+//! after it. Should the peek still complete before its receive (the receive
+//! had to wait, so the peek may have seen the frame the receive is about to
+//! take), the peek is *overtaken*: its result is discarded and it is issued
+//! again ([`PacketRing::peeks_overtaken`] counts these).
 //! Peeks cannot be batched (every peek sees the same head frame), so this mode
 //! is one frame per enter by construction.
+//!
+//! # Task running
+//!
+//! The ring is set up with `IORING_SETUP_COOP_TASKRUN` and
+//! `IORING_SETUP_TASKRUN_FLAG`: the kernel does not interrupt the data-path
+//! thread to post a completion that arrives asynchronously (a peek or batch
+//! that waited for a frame); it sets `IORING_SQ_TASKRUN` in the submission
+//! queue flags instead, and the work runs at our next enter. So checking an
+//! idle ring with a zero timeout reads two words of shared memory (the
+//! completion queue and that flag) and makes no system call unless there is
+//! something to submit or to run.
 //!
 //! **Batched receive** (the copy-once path and the baseline reader).
 //! [`PacketRing::recv_batch`] keeps one multishot `recvmsg(MSG_TRUNC)` armed on
@@ -43,6 +62,15 @@
 //! armed — call [`PacketRing::stop_batch`], which hands over every frame the
 //! kernel already placed, so switching loses and reorders nothing.
 //!
+//! # Doorbell
+//!
+//! [`PacketRing::watch_doorbell`] gives the ring an eventfd that another
+//! thread writes to get the ring's owner out of a wait (the data path's
+//! commands). While a wait with a timeout blocks, a one-shot
+//! `IORING_OP_POLL_ADD` on it is armed beside the receive; when it fires,
+//! the wait returns early (as a timeout would) and the doorbell is drained.
+//! Waits for caller memory (`recv_into*`, `send*`) do not return early.
+//!
 //! # Memory ownership
 //!
 //! The ring owns every buffer the kernel may write asynchronously (peek
@@ -58,8 +86,10 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use exchange::EventFd;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::af_packet::{PacketSocket, RecvLen};
@@ -84,6 +114,7 @@ const UD_PEEK: u64 = 1;
 const UD_RECV: u64 = 2;
 const UD_BATCH: u64 = 3;
 const UD_CANCEL: u64 = 4;
+const UD_DOORBELL: u64 = 5;
 const UD_SEND: u64 = 1 << 32; // | index within the batch
 
 /// Most ranges one frame of [`PacketRing::send_batch_gather`] is gathered from.
@@ -131,6 +162,11 @@ pub struct Peek<'a> {
     /// Its first `min(frame_len, peek_len)` bytes, `peek_len` being
     /// [`PacketRing::peek_len`] when the peek was returned.
     pub head: &'a [u8],
+    /// The frame was already queued when the previous frame was received:
+    /// the peek submitted with that receive completed at once, and
+    /// [`PacketRing::peek`] neither submitted nor waited for it. A long run
+    /// of these means the reader is behind (a backlog).
+    pub queued: bool,
 }
 
 impl Peek<'_> {
@@ -188,16 +224,46 @@ struct State {
     batch_error: Option<i32>,
     /// Operations whose last completion has not arrived yet.
     in_flight: usize,
+    /// Peeks discarded because they completed before their receive.
+    peeks_overtaken: u64,
+    /// A poll on the doorbell is in flight.
+    doorbell_armed: bool,
+    /// The doorbell poll fired and the wait it interrupts has not seen it.
+    doorbell_rang: bool,
 }
 
 impl State {
-    fn complete(&mut self, cqe: &cqueue::Entry) {
-        let res = cqe.result();
-        let flags = cqe.flags();
-        match cqe.user_data() {
+    fn new(config: &UringConfig) -> Self {
+        Self {
+            peek: Slot::Idle,
+            recv: Slot::Idle,
+            sends_pending: 0,
+            send_results: Vec::with_capacity(config.entries as usize),
+            batch_armed: false,
+            batch_ready: VecDeque::with_capacity(usize::from(config.batch_buffers)),
+            batch_error: None,
+            in_flight: 0,
+            peeks_overtaken: 0,
+            doorbell_armed: false,
+            doorbell_rang: false,
+        }
+    }
+
+    /// Applies one completion: its `user_data`, result and flags.
+    fn complete(&mut self, user_data: u64, res: i32, flags: u32) {
+        match user_data {
             UD_PEEK => {
-                self.peek = Slot::Done(res);
                 self.in_flight -= 1;
+                if self.recv == Slot::InFlight {
+                    // Overtaken: a receive is only in flight together with
+                    // the peek submitted beside it, and this peek finished
+                    // first, so it may have seen the frame that receive is
+                    // about to dequeue. Discard it; `peek` issues it again.
+                    self.peek = Slot::Idle;
+                    self.peeks_overtaken += 1;
+                } else {
+                    self.peek = Slot::Done(res);
+                }
             }
             UD_RECV => {
                 self.recv = Slot::Done(res);
@@ -219,6 +285,12 @@ impl State {
                 }
             }
             UD_CANCEL => self.in_flight -= 1,
+            UD_DOORBELL => {
+                self.in_flight -= 1;
+                self.doorbell_armed = false;
+                // ECANCELED: the ring is being dropped; nothing rang.
+                self.doorbell_rang |= res != -libc::ECANCELED;
+            }
             ud if ud & UD_SEND != 0 => {
                 let idx = usize::try_from(ud & 0xffff_ffff).unwrap_or(usize::MAX);
                 if let Some(r) = self.send_results.get_mut(idx) {
@@ -432,6 +504,10 @@ pub struct PacketRing {
     /// Bytes the outstanding (or completed) peek was issued with.
     peek_issued: usize,
     peek_info: Option<PeekInfo>,
+    /// Rung to end a wait early ([`PacketRing::watch_doorbell`]). Shared
+    /// with its ringers; the `Arc` keeps it open while a poll may be armed
+    /// (declared after `ring`, so it is dropped after the ring is closed).
+    doorbell: Option<Arc<EventFd>>,
 }
 
 impl std::fmt::Debug for PacketRing {
@@ -475,9 +551,12 @@ impl PacketRing {
             .saturating_mul(2)
             .max(u32::from(config.batch_buffers).saturating_mul(2));
         // Not SINGLE_ISSUER: a backend is built on one thread and driven
-        // from the data-path thread.
+        // from the data-path thread. COOP_TASKRUN + TASKRUN_FLAG: see the
+        // module docs (Linux 5.19 or later).
         let ring = IoUring::builder()
             .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .build(config.entries)
             .map_err(|e| super::context(e, "creating an io_uring"))?;
         let page = Pages::new(page_size().max(PAGE_LEN))?;
@@ -517,16 +596,7 @@ impl PacketRing {
         Ok(Self {
             ring,
             sock,
-            state: State {
-                peek: Slot::Idle,
-                recv: Slot::Idle,
-                sends_pending: 0,
-                send_results: Vec::with_capacity(config.entries as usize),
-                batch_armed: false,
-                batch_ready: VecDeque::with_capacity(usize::from(config.batch_buffers)),
-                batch_error: None,
-                in_flight: 0,
-            },
+            state: State::new(config),
             mem: ManuallyDrop::new(Memory {
                 page,
                 peek,
@@ -537,6 +607,7 @@ impl PacketRing {
             max_peek_len,
             peek_issued: peek_len,
             peek_info: None,
+            doorbell: None,
         })
     }
 
@@ -610,7 +681,7 @@ impl PacketRing {
     fn reap(&mut self) {
         let Self { ring, state, .. } = self;
         for cqe in ring.completion() {
-            state.complete(&cqe);
+            state.complete(cqe.user_data(), cqe.result(), cqe.flags());
         }
     }
 
@@ -624,6 +695,9 @@ impl PacketRing {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             self.reap();
+            if timeout.is_some() && self.take_doorbell() {
+                return Ok(done(&self.state));
+            }
             if done(&self.state) {
                 // Hand over anything still queued without waiting.
                 if !self.ring.submission().is_empty() {
@@ -636,10 +710,10 @@ impl PacketRing {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        self.ring.submit()?;
-                        self.reap();
+                        self.enter_if_needed()?;
                         return Ok(done(&self.state));
                     }
+                    self.arm_doorbell()?;
                     let ts = types::Timespec::new()
                         .sec(left.as_secs())
                         .nsec(left.subsec_nanos());
@@ -654,6 +728,74 @@ impl PacketRing {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Submits what is queued and runs pending task work — entering the
+    /// kernel only if there is either (or completions overflowed) — then
+    /// reaps. An idle ring costs no system call.
+    fn enter_if_needed(&mut self) -> io::Result<()> {
+        let sq = self.ring.submission();
+        // Acquire loads of the SQ flags (in `taskrun` / `cq_overflow`) pair
+        // with the kernel's atomic_or when it queues task work or overflows.
+        let needed = !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+        drop(sq);
+        if needed {
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if retryable_wait(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.reap();
+        Ok(())
+    }
+
+    /// Peeks discarded and issued again because they completed before the
+    /// receive submitted with them (see the module docs).
+    pub fn peeks_overtaken(&self) -> u64 {
+        self.state.peeks_overtaken
+    }
+
+    /// From now on, a wait with a timeout ([`Self::peek`],
+    /// [`Self::wait_batch`], [`Self::recv_batch`]) also ends, early and
+    /// empty-handed, when `doorbell` is written to (see the module docs).
+    pub fn watch_doorbell(&mut self, doorbell: Arc<EventFd>) {
+        self.doorbell = Some(doorbell);
+    }
+
+    /// Arms the poll on the doorbell unless it is armed (or there is none).
+    fn arm_doorbell(&mut self) -> io::Result<()> {
+        let Some(doorbell) = &self.doorbell else {
+            return Ok(());
+        };
+        if self.state.doorbell_armed {
+            return Ok(());
+        }
+        let poll = opcode::PollAdd::new(
+            types::Fd(doorbell.as_raw_fd()),
+            libc::POLLIN.unsigned_abs().into(),
+        )
+        .build()
+        .user_data(UD_DOORBELL);
+        // SAFETY: a poll carries no pointers; the eventfd stays open while
+        // the poll may be armed (`Self::doorbell` outlives the ring).
+        unsafe { self.push(&[poll])? };
+        self.state.doorbell_armed = true;
+        Ok(())
+    }
+
+    /// Whether the doorbell rang since the last call; if so, drains it so
+    /// the next poll waits for the next ring.
+    fn take_doorbell(&mut self) -> bool {
+        if !std::mem::take(&mut self.state.doorbell_rang) {
+            return false;
+        }
+        if let Some(doorbell) = &self.doorbell {
+            if let Err(e) = doorbell.drain() {
+                tracing::warn!(error = %e, "draining the data path's doorbell failed");
+            }
+        }
+        true
     }
 
     /// Waits for an operation that uses caller memory. It must not return
@@ -680,6 +822,7 @@ impl PacketRing {
                 "a batched receive is running: call stop_batch before peeking",
             ));
         }
+        let queued = matches!(self.state.peek, Slot::Done(res) if res >= 0);
         let info = loop {
             match self.state.peek {
                 Slot::Idle => self.push_peek(None)?,
@@ -717,6 +860,7 @@ impl PacketRing {
         Ok(Some(Peek {
             frame_len: info.frame_len,
             head,
+            queued,
         }))
     }
 
@@ -816,8 +960,9 @@ impl PacketRing {
         at
     }
 
-    /// Queues a peek, optionally behind `first` (hard-linked: the peek runs
-    /// after `first` completes, whatever its result).
+    /// Queues a peek, optionally behind `first`, the receive of the frame
+    /// peeked before. The two are not linked; a peek that completes before
+    /// `first` is discarded (see [`State::complete`]).
     fn push_peek(&mut self, first: Option<squeue::Entry>) -> io::Result<()> {
         let data = self.mem.peek.ptr_at(PEEK_DATA_OFF, self.peek_len);
         let msg = self.write_msghdr(
@@ -842,7 +987,7 @@ impl PacketRing {
             }
             Some(first) => {
                 self.state.recv = Slot::InFlight;
-                let first = first.flags(squeue::Flags::IO_HARDLINK).user_data(UD_RECV);
+                let first = first.user_data(UD_RECV);
                 // SAFETY: the peek's memory as above; `first`'s memory is the
                 // caller's contract (see consume / recv_into_raw).
                 unsafe { self.push(&[first, peek]) }
@@ -1316,6 +1461,9 @@ impl PacketRing {
 
     /// Cancels everything outstanding and waits (bounded) for it.
     fn quiesce(&mut self) -> bool {
+        // Not re-armed by the waits below; kept open until we return (the
+        // kernel holds its own reference to a polled file anyway).
+        let _doorbell = self.doorbell.take();
         let mut cancels = Vec::new();
         if self.state.peek == Slot::InFlight {
             cancels.push(
@@ -1334,6 +1482,13 @@ impl PacketRing {
         if self.state.batch_armed {
             cancels.push(
                 opcode::AsyncCancel::new(UD_BATCH)
+                    .build()
+                    .user_data(UD_CANCEL),
+            );
+        }
+        if self.state.doorbell_armed {
+            cancels.push(
+                opcode::AsyncCancel::new(UD_DOORBELL)
                     .build()
                     .user_data(UD_CANCEL),
             );
@@ -1429,6 +1584,39 @@ mod tests {
         let mut bad = auxdata_cmsg(valid, 1, 0x8100);
         bad[..8].copy_from_slice(&1000usize.to_ne_bytes());
         assert_eq!(vlan_from_control(&bad), None);
+    }
+
+    /// A receive and the peek of the next frame, submitted together.
+    fn state_with_pair_in_flight() -> State {
+        let mut state = State::new(&UringConfig::default());
+        state.recv = Slot::InFlight;
+        state.peek = Slot::InFlight;
+        state.in_flight = 2;
+        state
+    }
+
+    #[test]
+    fn a_peek_that_overtakes_its_receive_is_discarded() {
+        let mut state = state_with_pair_in_flight();
+        // The peek completes first: it may have seen the frame the receive
+        // is about to take, so it must not be used.
+        state.complete(UD_PEEK, 1514, 0);
+        assert_eq!(state.peek, Slot::Idle, "reissued by the next peek");
+        assert_eq!(state.peeks_overtaken, 1);
+        state.complete(UD_RECV, 1514, 0);
+        assert_eq!(state.recv, Slot::Done(1514));
+        assert_eq!(state.in_flight, 0);
+    }
+
+    #[test]
+    fn a_peek_after_its_receive_is_kept() {
+        let mut state = state_with_pair_in_flight();
+        state.complete(UD_RECV, 1514, 0);
+        state.complete(UD_PEEK, 60, 0);
+        assert_eq!(state.peek, Slot::Done(60));
+        assert_eq!(state.recv, Slot::Done(1514));
+        assert_eq!(state.peeks_overtaken, 0);
+        assert_eq!(state.in_flight, 0);
     }
 
     #[test]
