@@ -36,6 +36,13 @@ pub struct Config {
     pub max_filters: u32,
     /// Frames in the backend's receive ring.
     pub rx_ring: u32,
+    /// af_packet: the zero-copy receive drains with the batched receive
+    /// after this many frames in a row were already queued when peeked (and
+    /// the socket holds `backlog_bytes`); 0: never. See
+    /// [`crate::backend::af_packet`].
+    pub backlog_frames: u32,
+    /// af_packet: receive memory (bytes) the socket must hold for that switch.
+    pub backlog_bytes: u32,
     /// Shared mode: protocol violations after which an exchange region (and
     /// its fetch capability) is revoked.
     pub revoke_after: u64,
@@ -111,6 +118,8 @@ impl Config {
             max_queue_limit: 65_536,
             max_filters: 1024,
             rx_ring: 1024,
+            backlog_frames: crate::backend::af_packet::DEFAULT_BACKLOG_FRAMES,
+            backlog_bytes: crate::backend::af_packet::DEFAULT_BACKLOG_BYTES,
             host: None,
             revoke_after: 1024,
         }

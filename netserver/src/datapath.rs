@@ -522,6 +522,7 @@ impl DataPathHandle {
             .name("netserver-datapath".into())
             .spawn(move || {
                 thread_wake.register_current();
+                backend.watch_wake(&thread_wake);
                 let mut dp = DataPath {
                     classifier: Arc::default(),
                     exclusive: SlotTable::default(),

@@ -93,6 +93,17 @@ struct ServeArgs {
     /// Frames in the backend's receive ring.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     rx_ring: u32,
+    /// af_packet: when this many frames in a row were already queued when
+    /// peeked (the server is behind) and the socket holds --backlog-bytes,
+    /// drain them with the batched receive (one copy each) instead of peek
+    /// then place; 0: never (pure zero copy, the kernel drops what the
+    /// server cannot keep up with).
+    #[arg(long, value_name = "N")]
+    backlog: Option<u32>,
+    /// af_packet: bytes of receive memory the socket must hold for --backlog
+    /// to switch (default 16384).
+    #[arg(long, value_name = "BYTES")]
+    backlog_bytes: Option<u32>,
     /// Be a host on the link with this IPv4 address and prefix: answer ARP
     /// and ping, let clients `bind` ports (with MACs of their own) and send.
     #[arg(long, value_name = "A.B.C.D/LEN")]
@@ -121,6 +132,15 @@ impl ServeArgs {
         }
         c.rate = self.rate;
         c.repeat = self.repeat;
+        if (self.backlog.is_some() || self.backlog_bytes.is_some())
+            && !matches!(c.backend, BackendSpec::AfPacket(_))
+        {
+            return Err(
+                "--backlog and --backlog-bytes apply to --backend af_packet:IFACE only".into(),
+            );
+        }
+        c.backlog_frames = self.backlog.unwrap_or(c.backlog_frames);
+        c.backlog_bytes = self.backlog_bytes.unwrap_or(c.backlog_bytes);
         c.small_threshold = self.small_threshold;
         c.frame_size = self.frame_size;
         c.queue_limit = self.queue_limit;

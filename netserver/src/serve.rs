@@ -142,12 +142,18 @@ fn start_backend(config: &Config, wake: &Wake) -> Result<Box<dyn Backend>, Serve
             wake.clone(),
         )?),
         BackendSpec::AfPacket(iface) => Box::new(
-            crate::backend::af_packet::AfPacket::open(iface, &Default::default()).map_err(
-                |source| BackendError::Device {
-                    backend: format!("af_packet:{iface}"),
-                    source,
+            crate::backend::af_packet::AfPacket::open(
+                iface,
+                &crate::backend::af_packet::AfPacketOptions {
+                    backlog_frames: config.backlog_frames,
+                    backlog_bytes: config.backlog_bytes,
+                    ..Default::default()
                 },
-            )?,
+            )
+            .map_err(|source| BackendError::Device {
+                backend: format!("af_packet:{iface}"),
+                source,
+            })?,
         ),
         BackendSpec::Tap(name) => {
             Box::new(crate::backend::tap::Tap::open(name).map_err(|source| {

@@ -21,6 +21,18 @@
 //!   receive to wait would take the next frames whole into server buffers,
 //!   and every one of them would be copied.
 //!
+//! **Backlog switch.** Peek then place costs one `io_uring_enter` per frame,
+//! the batched receive one per burst. When the reader falls behind — the
+//! last [`AfPacketOptions::backlog_frames`] peeks all found their frame
+//! already queued, and the socket holds at least
+//! [`AfPacketOptions::backlog_bytes`] — `recv_placed` drains the backlog
+//! with the batched receive instead (each of those frames is copied once,
+//! counted `copied` and `backlog_copied`), and goes back to peek then place
+//! once a batch finds fewer frames ready than it asked for (caught up).
+//! Without it a burst longer than the socket buffer costs the kernel drops;
+//! with it, a copy. `backlog_frames = 0` turns the switch off (pure peek then
+//! place, e.g. to test the zero-copy path deterministically).
+//!
 //! [`bare_reader`] is the `bench af_packet` baseline: the same socket and
 //! ring with no classification and no placement.
 
@@ -32,14 +44,37 @@ use super::{now_ns, Backend, RxFrame};
 use crate::sys::af_packet::{PacketSocket, PacketSocketConfig, PacketStats, RecvLen};
 use crate::sys::uring::{PacketRing, UringConfig};
 
+/// Default [`AfPacketOptions::backlog_frames`].
+pub const DEFAULT_BACKLOG_FRAMES: u32 = 64;
+/// Default [`AfPacketOptions::backlog_bytes`].
+pub const DEFAULT_BACKLOG_BYTES: u32 = 16 * 1024;
+
 /// How to open an [`AfPacket`] backend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AfPacketOptions {
     /// Socket options (promiscuous, receive buffer, …).
     pub socket: PacketSocketConfig,
     /// Ring options; `peek_len` is the small threshold of the zero-copy path,
     /// `max_peek_len` the longest head [`Backend::set_head_len`] gets.
     pub uring: UringConfig,
+    /// Peek then place switches to draining with the batched receive after
+    /// this many frames in a row were already queued when peeked (and the
+    /// socket holds `backlog_bytes`); 0: never (see the module docs).
+    pub backlog_frames: u32,
+    /// Bytes of receive memory (`SO_MEMINFO`) the socket must hold for the
+    /// backlog switch.
+    pub backlog_bytes: u32,
+}
+
+impl Default for AfPacketOptions {
+    fn default() -> Self {
+        Self {
+            socket: PacketSocketConfig::default(),
+            uring: UringConfig::default(),
+            backlog_frames: DEFAULT_BACKLOG_FRAMES,
+            backlog_bytes: DEFAULT_BACKLOG_BYTES,
+        }
+    }
 }
 
 /// The rest of a frame that the backend has only peeked at: writes the whole
@@ -105,7 +140,13 @@ impl FrameBody for PeekedBody<'_> {
 pub struct PathCounters {
     /// Frames lent complete from a server frame, or peeked and then received
     /// into server memory because the head did not decide them (copy once).
+    /// Includes `backlog_copied`.
     pub copied: u64,
+    /// Of `copied`: frames the zero-copy receive drained with the batched
+    /// receive because it had fallen behind (the backlog switch).
+    pub backlog_copied: u64,
+    /// Times the zero-copy receive switched to draining a backlog.
+    pub backlog_switches: u64,
     /// Peeked frames whose body the placement received into a client's frame.
     pub zero_copy: u64,
     /// Peeked frames complete in the peek (small).
@@ -134,6 +175,19 @@ pub struct AfPacket {
     /// then waits with a peek, not by starting the batched receive (which
     /// would take the next frames whole into server buffers: copied).
     placing: bool,
+    backlog: Backlog,
+}
+
+/// The backlog switch's settings and state (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Backlog {
+    /// Queued peeks in a row that make the switch check the socket; 0: off.
+    frames: u32,
+    bytes: u32,
+    /// Peeks in a row that found their frame already queued.
+    queued_run: u32,
+    /// Draining with the batched receive.
+    draining: bool,
 }
 
 impl std::fmt::Debug for AfPacket {
@@ -159,6 +213,12 @@ impl AfPacket {
             counters: PathCounters::default(),
             last_error_log: None,
             placing: false,
+            backlog: Backlog {
+                frames: options.backlog_frames,
+                bytes: options.backlog_bytes,
+                queued_run: 0,
+                draining: false,
+            },
         })
     }
 
@@ -191,15 +251,17 @@ impl AfPacket {
     }
 
     /// Stops the batched receive, lending the frames it already holds
-    /// complete (copied); returns how many.
+    /// complete (copied; `backlog`: drained by the backlog switch); returns
+    /// how many.
     fn stop_batch(
         &mut self,
+        backlog: bool,
         deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
     ) -> usize {
         let counters = &mut self.counters;
+        let ts_ns = now_ns();
         let r = self.ring.stop_batch(|f| {
-            counters.copied += 1;
-            deliver(&batch_frame(&f, now_ns()), None);
+            deliver(&counters.batch_frame(&f, backlog, ts_ns), None);
         });
         match r {
             Ok(n) => n,
@@ -210,12 +272,81 @@ impl AfPacket {
         }
     }
 
+    /// Lends up to `max` frames from the batched receive without waiting
+    /// (`backlog`: drained by the backlog switch); returns how many.
+    fn recv_batch_counted(
+        &mut self,
+        max: usize,
+        backlog: bool,
+        deliver: &mut dyn FnMut(&RxFrame<'_>),
+    ) -> usize {
+        let ts_ns = now_ns();
+        let counters = &mut self.counters;
+        let r = self.ring.recv_batch(max, Some(Duration::ZERO), |f| {
+            deliver(&counters.batch_frame(&f, backlog, ts_ns));
+        });
+        match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.log_error("receive", &e);
+                0
+            }
+        }
+    }
+
+    /// Whether the frame just peeked (`queued`: it was already waiting)
+    /// ends a run long enough, with enough bytes held by the socket, to
+    /// drain the backlog with the batched receive. Asks the kernel for the
+    /// socket's memory only at the end of each run, not per frame.
+    fn backlog_reached(&mut self, queued: bool) -> bool {
+        let b = &mut self.backlog;
+        if b.frames == 0 {
+            return false;
+        }
+        if !queued {
+            b.queued_run = 0;
+            return false;
+        }
+        b.queued_run += 1;
+        if b.queued_run < b.frames {
+            return false;
+        }
+        b.queued_run = 0;
+        let bytes = b.bytes;
+        match self.ring.socket().queued_bytes() {
+            Ok(held) => held >= bytes,
+            Err(e) => {
+                self.log_error("reading the socket's queued bytes", &e);
+                false
+            }
+        }
+    }
+
+    /// Drains a backlog with the batched receive (every frame copied once);
+    /// once a batch finds fewer than `max` frames ready, hands over what the
+    /// kernel already placed and goes back to peek then place.
+    fn drain_backlog(
+        &mut self,
+        max: usize,
+        deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
+    ) -> usize {
+        let mut n = self.recv_batch_counted(max, true, &mut |f| deliver(f, None));
+        if n < max {
+            n += self.stop_batch(true, deliver);
+            self.backlog.draining = false;
+            tracing::trace!(backend = %self.name, "backlog drained, back to peek then place");
+        }
+        n
+    }
+
     /// Peek then place: lends up to `max` frames, oldest first, each with
     /// `data` = its first `peek_len` bytes (see [`Backend::set_head_len`])
     /// and `wire_len` = its length, plus for a frame longer than the small
     /// threshold a [`FrameBody`] that receives it whole into the placement's
     /// destination. `None` means the frame is small and complete in `data`. Frames whose body is not written out are dequeued after the
     /// callback. Waits up to `timeout` for the first frame; never longer.
+    /// While draining a backlog (module docs), frames come complete from
+    /// the batched receive instead, without a body.
     pub fn recv_placed(
         &mut self,
         max: usize,
@@ -223,18 +354,21 @@ impl AfPacket {
         deliver: &mut dyn FnMut(&RxFrame<'_>, Option<&dyn FrameBody>),
     ) -> usize {
         self.placing = true;
+        if self.backlog.draining {
+            return self.drain_backlog(max, deliver);
+        }
         let mut n = 0;
         if self.ring.batch_running() {
             // Switching from batches (no shared-mode client until now): what
             // the kernel already placed in server buffers goes first, whole.
-            n += self.stop_batch(deliver);
+            n += self.stop_batch(false, deliver);
         }
         while n < max {
             let wait = if n == 0 { timeout } else { Duration::ZERO };
-            let (frame_len, head_len) = match self.ring.peek(Some(wait)) {
+            let (frame_len, head_len, queued) = match self.ring.peek(Some(wait)) {
                 Ok(Some(p)) => {
                     self.head[..p.head.len()].copy_from_slice(p.head);
-                    (p.frame_len, p.head.len())
+                    (p.frame_len, p.head.len(), p.queued)
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -242,6 +376,14 @@ impl AfPacket {
                     break;
                 }
             };
+            if self.backlog_reached(queued) {
+                // The peeked frame stays first in the socket (a peek dequeues
+                // nothing): the batched receive takes it next.
+                self.backlog.draining = true;
+                self.counters.backlog_switches += 1;
+                tracing::trace!(backend = %self.name, "backlog: draining with the batched receive");
+                return n + self.drain_backlog(max - n, deliver);
+            }
             let frame = RxFrame {
                 data: &self.head[..head_len],
                 wire_len: u32::try_from(frame_len).unwrap_or(u32::MAX),
@@ -276,11 +418,27 @@ impl AfPacket {
     }
 }
 
-fn batch_frame<'a>(f: &crate::sys::uring::BatchFrame<'a>, ts_ns: u64) -> RxFrame<'a> {
-    RxFrame {
-        data: f.data,
-        wire_len: u32::try_from(f.frame_len).unwrap_or(u32::MAX),
-        ts_ns,
+impl PathCounters {
+    /// Counts a frame of the batched receive (copied; `backlog`: drained by
+    /// the backlog switch) and lends it as an [`RxFrame`].
+    fn batch_frame<'a>(
+        &mut self,
+        f: &crate::sys::uring::BatchFrame<'a>,
+        backlog: bool,
+        ts_ns: u64,
+    ) -> RxFrame<'a> {
+        self.copied += 1;
+        if backlog {
+            self.backlog_copied += 1;
+        }
+        if !f.is_complete() {
+            self.truncated += 1;
+        }
+        RxFrame {
+            data: f.data,
+            wire_len: u32::try_from(f.frame_len).unwrap_or(u32::MAX),
+            ts_ns,
+        }
     }
 }
 
@@ -304,22 +462,10 @@ impl Backend for AfPacket {
 
     fn recv_batch(&mut self, max: usize, deliver: &mut dyn FnMut(&RxFrame<'_>)) -> usize {
         self.placing = false;
-        let ts_ns = now_ns();
-        let counters = &mut self.counters;
-        let r = self.ring.recv_batch(max, Some(Duration::ZERO), |f| {
-            counters.copied += 1;
-            if !f.is_complete() {
-                counters.truncated += 1;
-            }
-            deliver(&batch_frame(&f, ts_ns));
-        });
-        match r {
-            Ok(n) => n,
-            Err(e) => {
-                self.log_error("receive", &e);
-                0
-            }
-        }
+        // Every frame goes through the batched receive now: no backlog to
+        // drain separately.
+        self.backlog.draining = false;
+        self.recv_batch_counted(max, false, deliver)
     }
 
     fn send_batch(&mut self, frames: &[&[u8]], on_done: &mut dyn FnMut(usize, io::Result<usize>)) {
@@ -338,8 +484,16 @@ impl Backend for AfPacket {
         self.ring.send_batch_gathered(frames, on_done);
     }
 
+    fn watch_wake(&mut self, wake: &super::Wake) {
+        match wake.doorbell() {
+            Ok(doorbell) => self.ring.watch_doorbell(doorbell),
+            // Commands then wait for the end of a wait (at most ~20 ms).
+            Err(e) => self.log_error("making the data path's doorbell", &e),
+        }
+    }
+
     fn wait(&mut self, timeout: Duration) {
-        if self.placing {
+        if self.placing && !self.backlog.draining {
             // The frame a peek finds stays peeked: the next `recv_placed`
             // starts with it.
             if let Err(e) = self.ring.peek(Some(timeout)) {

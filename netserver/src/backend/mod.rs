@@ -90,6 +90,12 @@ pub trait Backend: Send {
     /// [`Wake::wake`] is called.
     fn wait(&mut self, timeout: Duration);
 
+    /// Called once by the data-path thread before it starts, with the
+    /// [`Wake`] its commands come with. A backend whose `wait` blocks in the
+    /// kernel rather than by parking the thread (so `unpark` would not end
+    /// it) waits on [`Wake::doorbell`] as well. The default does nothing.
+    fn watch_wake(&mut self, _wake: &Wake) {}
+
     /// Peek then place (for shared-mode clients): lends up to `max` frames
     /// like [`recv_batch`](Self::recv_batch), but a frame may come with only
     /// its head in `data` and a [`af_packet::FrameBody`] that writes the
@@ -155,19 +161,46 @@ pub trait Backend: Send {
 
 /// Wakes the data-path thread from [`Backend::wait`]: producers of frames
 /// and the control plane (new classifier) call it.
+///
+/// A backend that waits by parking the thread is woken by `unpark`. One that
+/// waits in the kernel (the af_packet io_uring) asks for a [`Wake::doorbell`]
+/// in [`Backend::watch_wake`] and waits on it too; from then on every wake
+/// also rings it.
 #[derive(Debug, Clone, Default)]
-pub struct Wake(Arc<OnceLock<Thread>>);
+pub struct Wake(Arc<WakeTargets>);
+
+#[derive(Debug, Default)]
+struct WakeTargets {
+    thread: OnceLock<Thread>,
+    doorbell: OnceLock<Arc<exchange::EventFd>>,
+}
 
 impl Wake {
     /// Called once by the data-path thread when it starts.
     pub fn register_current(&self) {
-        let _ = self.0.set(std::thread::current());
+        let _ = self.0.thread.set(std::thread::current());
+    }
+
+    /// The eventfd every [`Wake::wake`] rings from now on, made on first
+    /// use (for a backend that waits in the kernel, not by parking).
+    pub fn doorbell(&self) -> std::io::Result<Arc<exchange::EventFd>> {
+        if let Some(d) = self.0.doorbell.get() {
+            return Ok(d.clone());
+        }
+        let made = Arc::new(exchange::EventFd::new()?);
+        // Another thread may have made one meanwhile: use whichever won.
+        Ok(self.0.doorbell.get_or_init(|| made).clone())
     }
 
     /// Wakes the data path if it waits.
     pub fn wake(&self) {
-        if let Some(t) = self.0.get() {
+        if let Some(t) = self.0.thread.get() {
             t.unpark();
+        }
+        if let Some(d) = self.0.doorbell.get() {
+            if let Err(e) = d.notify() {
+                tracing::warn!(error = %e, "ringing the data path's doorbell failed");
+            }
         }
     }
 }

@@ -29,7 +29,11 @@
 //!   `server_af_packet_zero_copy`: the same with [`AfPacket::recv_placed`]
 //!   (peek then place: the kernel writes each large frame into the client's
 //!   frame), which is what the data path uses when a shared client is
-//!   attached.
+//!   attached. It runs with the backend's backlog switch as `--backlog N`
+//!   and `--backlog-bytes N` set it (defaults 64 frames, 16 KiB; see
+//!   [`crate::backend::af_packet`]): frames it drains with the batched
+//!   receive are counted `copied (backlog …)` in the row's note and in its
+//!   `payload_copies`. `--backlog 0` measures pure peek then place.
 //!
 //! The sender is paced by a window: at most `--window` frames sent and not
 //! yet consumed (read by the bare reader; received by the clients for the
@@ -62,6 +66,7 @@ use super::delivery::{DataPathRig, SharedOpts};
 use super::{client_port, setup, BenchError, Printer, Row};
 use crate::backend::af_packet::{
     bare_reader, AfPacket, AfPacketOptions, BareMode, FrameBody, PathCounters,
+    DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_FRAMES,
 };
 use crate::backend::generator::udp_frame;
 use crate::backend::{Backend, RxFrame};
@@ -122,6 +127,15 @@ pub struct AfPacketArgs {
     /// A case ends when nothing was consumed for this long (milliseconds).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub idle_ms: u64,
+    /// Zero copy: drain with the batched receive after this many frames in
+    /// a row were already queued when peeked (and the socket holds
+    /// `--backlog-bytes`); 0: never, pure peek then place.
+    #[arg(long, default_value_t = DEFAULT_BACKLOG_FRAMES, value_name = "N")]
+    pub backlog: u32,
+    /// Zero copy: bytes of receive memory the socket must hold for the
+    /// backlog switch.
+    #[arg(long, default_value_t = DEFAULT_BACKLOG_BYTES, value_name = "N")]
+    pub backlog_bytes: u32,
 }
 
 impl AfPacketArgs {
@@ -139,6 +153,8 @@ impl AfPacketArgs {
             runs: 1,
             ring: 512,
             idle_ms: 1000,
+            backlog: DEFAULT_BACKLOG_FRAMES,
+            backlog_bytes: DEFAULT_BACKLOG_BYTES,
         }
     }
 
@@ -219,6 +235,8 @@ fn run_at(place: &Place, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
                 count: args.count,
                 window: args.window,
                 idle: Duration::from_millis(args.idle_ms.max(10)),
+                backlog_frames: args.backlog,
+                backlog_bytes: args.backlog_bytes,
             };
             let mut group = Vec::new();
             for _ in 0..args.runs.max(1) {
@@ -389,6 +407,9 @@ struct Traffic {
     window: u64,
     /// No progress for this long ends the case.
     idle: Duration,
+    /// The receiver's backlog switch ([`AfPacketOptions`]).
+    backlog_frames: u32,
+    backlog_bytes: u32,
 }
 
 /// Frames consumed so far (read by the bare reader, or received by the
@@ -528,10 +549,11 @@ fn send_paced(ring: &mut PacketRing, traffic: &Traffic, progress: &dyn Fn() -> u
     r
 }
 
-fn receive_options() -> AfPacketOptions {
+fn receive_options(traffic: &Traffic) -> AfPacketOptions {
     AfPacketOptions {
-        socket: PacketSocketConfig::default(),
-        uring: UringConfig::default(),
+        backlog_frames: traffic.backlog_frames,
+        backlog_bytes: traffic.backlog_bytes,
+        ..AfPacketOptions::default()
     }
 }
 
@@ -586,7 +608,7 @@ fn bare(
         Arc::new(move || read.load(Ordering::Relaxed))
     };
     let sender = SenderThread::spawn(place, traffic, progress)?;
-    let options = receive_options();
+    let options = receive_options(traffic);
     let report = place.in_server(|| {
         bare_reader(
             place.server_if(),
@@ -643,6 +665,10 @@ impl Backend for Measured {
         self.inner.wait(timeout);
     }
 
+    fn watch_wake(&mut self, wake: &crate::backend::Wake) {
+        self.inner.watch_wake(wake);
+    }
+
     fn send_batch(&mut self, frames: &[&[u8]], on_done: &mut dyn FnMut(usize, io::Result<usize>)) {
         self.inner.send_batch(frames, on_done);
     }
@@ -682,7 +708,7 @@ fn server(
     } else {
         "server_af_packet_batched"
     };
-    let options = receive_options();
+    let options = receive_options(traffic);
     let afp = place
         .in_server(|| AfPacket::open(place.server_if(), &options))
         .map_err(|e| setup("af_packet backend")(Box::new(e)))?;
@@ -734,6 +760,8 @@ fn server(
     );
     let PathCounters {
         copied,
+        backlog_copied,
+        backlog_switches,
         zero_copy: placed,
         small_in_peek,
         discarded,
@@ -746,7 +774,8 @@ fn server(
         .map(|((reason, a), (_, b))| format!("{} {}", reason.name(), a - b))
         .collect();
     row.note = format!(
-        "data path drops [{}]; backend: copied {copied}, zero copy {placed}, \
+        "data path drops [{}]; backend: copied {copied} (backlog {backlog_copied} \
+         in {backlog_switches} switches), zero copy {placed}, \
          small in peek {small_in_peek}, discarded {discarded}; {}",
         drops.join(", "),
         sender_note(traffic, &sent)
