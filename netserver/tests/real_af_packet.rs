@@ -121,6 +121,41 @@ fn assert_same_frames(got: &[Vec<u8>], want: &[Vec<u8>]) {
     }
 }
 
+/// A wait on an idle socket ends when the doorbell rings (the data path's
+/// commands), not at its timeout: an hour here, so a broken doorbell hangs
+/// the test instead of passing it. Then the frame that arrives is peeked as
+/// usual, and a ring rung while no wait blocks ends only the next wait.
+#[test]
+fn the_doorbell_ends_a_wait_early() {
+    let Some(lab) = real_mode_or_skip("afp-doorbell", &[], 1500) else {
+        return;
+    };
+    let mut ring = lab.server.run(|| open_ring(&UringConfig::default()));
+    let doorbell = std::sync::Arc::new(exchange::EventFd::new().unwrap());
+    ring.watch_doorbell(doorbell.clone());
+    let ringer = {
+        let doorbell = doorbell.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            doorbell.notify().unwrap();
+        })
+    };
+    let hour = Some(std::time::Duration::from_secs(3600));
+    assert!(ring.peek(hour).expect("peek").is_none(), "woken, no frame");
+    ringer.join().unwrap();
+    assert_eq!(doorbell.drain().unwrap(), 0, "the ring drained it");
+
+    doorbell.notify().unwrap();
+    assert!(
+        ring.peek(hour).expect("peek").is_none(),
+        "rung before the wait"
+    );
+    let want = crafted(&[600]);
+    send_from_peer(&lab, &want);
+    let (got, _) = recv_peek_place(&mut ring, 1);
+    assert_same_frames(&got, &want);
+}
+
 /// A longer peek asked for after a frame was peeked (the data path's
 /// classification now reads deeper) peeks that frame again; the length is
 /// clamped to `peek_len..=max_peek_len`, and the head is always the frame's
