@@ -335,3 +335,14 @@ fn pcap_backend_replays_with_rate_and_loop() {
         operator.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn backlog_flags_apply_to_af_packet_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_netserver"))
+        .args(["serve", "--backend", "emulated", "--backlog", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("af_packet:IFACE"), "{err}");
+}
