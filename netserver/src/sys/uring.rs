@@ -686,7 +686,9 @@ impl PacketRing {
     }
 
     /// Submits what is queued and waits until `done` holds or `timeout`
-    /// passes (`None`: no limit). Returns whether `done` holds.
+    /// passes (`None`: no limit). Returns whether `done` holds. A wait with
+    /// a timeout also ends when the doorbell rings (module docs); one
+    /// without (caller memory in the kernel's hands) never ends early.
     fn wait(
         &mut self,
         done: impl Fn(&State) -> bool,
