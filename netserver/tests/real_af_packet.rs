@@ -122,9 +122,11 @@ fn assert_same_frames(got: &[Vec<u8>], want: &[Vec<u8>]) {
 }
 
 /// A wait on an idle socket ends when the doorbell rings (the data path's
-/// commands), not at its timeout: an hour here, so a broken doorbell hangs
-/// the test instead of passing it. Then the frame that arrives is peeked as
-/// usual, and a ring rung while no wait blocks ends only the next wait.
+/// commands), not at its timeout. The timeout is long (30 s) and the test
+/// fails if a wait lasted that long, so a broken doorbell fails within 30 s
+/// rather than passing (a short timeout would end the wait anyway) or
+/// hanging CI. Then the frame that arrives is peeked as usual, and a ring
+/// rung while no wait blocks ends only the next wait.
 #[test]
 fn the_doorbell_ends_a_wait_early() {
     let Some(lab) = real_mode_or_skip("afp-doorbell", &[], 1500) else {
@@ -140,16 +142,24 @@ fn the_doorbell_ends_a_wait_early() {
             doorbell.notify().unwrap();
         })
     };
-    let hour = Some(std::time::Duration::from_secs(3600));
-    assert!(ring.peek(hour).expect("peek").is_none(), "woken, no frame");
+    let timeout = std::time::Duration::from_secs(30);
+    let mut woken_peek = |what: &str| {
+        let started = std::time::Instant::now();
+        assert!(
+            ring.peek(Some(timeout)).expect("peek").is_none(),
+            "{what}: no frame"
+        );
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: the wait ran to its timeout, the doorbell did not end it"
+        );
+    };
+    woken_peek("rung during the wait");
     ringer.join().unwrap();
     assert_eq!(doorbell.drain().unwrap(), 0, "the ring drained it");
 
     doorbell.notify().unwrap();
-    assert!(
-        ring.peek(hour).expect("peek").is_none(),
-        "rung before the wait"
-    );
+    woken_peek("rung before the wait");
     let want = crafted(&[600]);
     send_from_peer(&lab, &want);
     let (got, _) = recv_peek_place(&mut ring, 1);
