@@ -379,7 +379,7 @@ impl Fetch {
     }
 
     /// Lends the next packet's bytes to `f` in place — in shared mode
-    /// straight out of the small slot copy or the client's frame, with no
+    /// straight out of the small slot or the client's frame, with no
     /// copy — then gives the frame back to the server. Waits up to `timeout`
     /// (`None`: forever); `Ok(None)` when nothing came. In emulated mode the
     /// bytes are the ones the RPC reply carried.
@@ -388,33 +388,46 @@ impl Fetch {
         timeout: Option<Duration>,
         f: impl FnOnce(&[u8], Meta, Delivery) -> R,
     ) -> Result<Option<R>> {
+        // `f` runs once, on the first packet; `lend` is how every path calls it.
+        let mut f = Some(f);
+        let mut lend = move |bytes: &[u8], meta: Meta, delivery: Delivery| {
+            f.take().map(|f| f(bytes, meta, delivery))
+        };
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             match &mut self.bytes {
                 Bytes::Shared(sr) => {
                     let sr = &mut **sr;
-                    match sr.region.recv(&mut sr.scratch).map_err(region_error)? {
-                        Some(exchange::Received::Small { len, info }) => {
-                            let n = len.min(sr.scratch.len());
-                            return Ok(Some(f(&sr.scratch[..n], meta_rx(&info), Delivery::Small)));
-                        }
-                        Some(exchange::Received::Large {
-                            frame,
-                            offset,
-                            len,
-                            info,
-                        }) => {
-                            let bytes = sr.region.frame(&frame);
-                            let end = (offset + len).min(bytes.len());
-                            let r = f(
-                                &bytes[offset.min(end)..end],
-                                meta_rx(&info),
-                                Delivery::Large,
-                            );
-                            sr.give_token(frame)?;
-                            return Ok(Some(r));
-                        }
-                        None => {}
+                    // A small packet is lent straight out of its slot (no
+                    // copy); a large one arrives as a frame, read after.
+                    let mut lent = None;
+                    let mut large = None;
+                    sr.region
+                        .recv_batch_in_place(1, |p| match p {
+                            exchange::Packet::Small { data, info } => {
+                                lent = lend(data, meta_rx(&info), Delivery::Small);
+                            }
+                            exchange::Packet::Large {
+                                frame,
+                                offset,
+                                len,
+                                info,
+                            } => large = Some((frame, offset, len, info)),
+                        })
+                        .map_err(region_error)?;
+                    if lent.is_some() {
+                        return Ok(lent);
+                    }
+                    if let Some((frame, offset, len, info)) = large {
+                        let bytes = sr.region.frame(&frame);
+                        let end = (offset + len).min(bytes.len());
+                        let r = lend(
+                            &bytes[offset.min(end)..end],
+                            meta_rx(&info),
+                            Delivery::Large,
+                        );
+                        sr.give_token(frame)?;
+                        return Ok(r);
                     }
                 }
                 Bytes::Emulated { .. } => {
@@ -423,7 +436,7 @@ impl Fetch {
                             wire_len: p.wire_len,
                             timestamp_ns: p.timestamp_ns,
                         };
-                        return Ok(Some(f(&p.data, meta, p.delivery)));
+                        return Ok(lend(&p.data, meta, p.delivery));
                     }
                 }
             }
@@ -470,7 +483,7 @@ impl Fetch {
             let mut packets = Vec::new();
             let mut larges = Vec::new();
             sr.region
-                .recv_batch(max as usize, |p| {
+                .recv_batch_in_place(max as usize, |p| {
                     let (info, delivery, data) = match p {
                         exchange::Packet::Small { data, info } => {
                             (info, Delivery::Small, data.to_vec())

@@ -33,8 +33,6 @@ pub(crate) struct SharedRegion {
     pub(crate) offsets: Vec<usize>,
     /// Reused for posting pages on the fill ring (no allocation per packet).
     pub(crate) give: Vec<Frame>,
-    /// A private copy of a small slot.
-    pub(crate) scratch: Vec<u8>,
     doorbell: AsyncFd<OwnedFd>,
 }
 
@@ -139,13 +137,11 @@ impl SharedRegion {
                 "only {posted} of {server_start} frames fit the fill ring"
             )));
         }
-        let small = grant.small_slot_size as usize;
         Ok(SharedRegion {
             region,
             offsets: vec![0; tokens.len()],
             tokens,
             give,
-            scratch: vec![0; small],
             doorbell,
         })
     }

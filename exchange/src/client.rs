@@ -107,10 +107,12 @@ pub enum Received {
     },
 }
 
-/// A packet seen by [`ClientRegion::recv_batch`].
+/// A packet seen by [`ClientRegion::recv_batch`] or
+/// [`ClientRegion::recv_batch_in_place`].
 #[derive(Debug)]
 pub enum Packet<'a> {
-    /// A small packet (a private copy of the slot).
+    /// A small packet: a private copy of the slot (`recv_batch`) or the slot
+    /// itself, in place (`recv_batch_in_place`).
     Small {
         /// Bytes.
         data: &'a [u8],
@@ -173,6 +175,8 @@ pub struct ClientRegion {
     spare: Vec<Frame>,
     /// Private copy of a small slot for `recv_batch`.
     scratch: Vec<u8>,
+    /// Small packets copied out of their slots (`recv`, `recv_batch`).
+    small_copies: u64,
     to_server: EventFd,
     from_server: EventFd,
 }
@@ -215,6 +219,7 @@ impl ClientRegion {
             held: vec![true; count as usize],
             spare: Vec::new(),
             scratch: vec![0; layout.small_slot_size()],
+            small_copies: 0,
             to_server: EventFd::new().map_err(efd)?,
             from_server: EventFd::new().map_err(efd)?,
         };
@@ -392,60 +397,38 @@ impl ClientRegion {
         Ok(())
     }
 
-    /// Turns the rx entry `ahead` past the oldest one into a packet (the
-    /// caller releases it afterwards). `small` receives the slot bytes.
-    fn take_rx(
-        &mut self,
-        d: &RxDesc,
-        ahead: u32,
-        small: &mut [u8],
-    ) -> Result<(Option<Frame>, usize), Violation> {
-        self.validate_rx(d, ahead)?;
-        if d.flags & RX_SMALL != 0 {
-            let n = (d.len as usize).min(small.len());
-            let at = self.layout.small_slot(d.index) + usize::from(d.offset);
-            // The slot is ours until we release the entry: copy first.
-            self.map.copy_out(at, &mut small[..n]);
-            Ok((None, n))
-        } else {
-            Ok((Some(self.mint(RingId::Rx, d.index)?), d.len as usize))
-        }
+    /// The bytes of small slot `d.index` from `d.offset`, `d.len` long, in
+    /// place in the region.
+    ///
+    /// # Safety
+    ///
+    /// `d` must have passed [`validate_rx`](Self::validate_rx) (a small
+    /// descriptor: slot index in range, offset and length inside the slot),
+    /// its rx entry must not be released while the returned slice lives, and
+    /// the caller must drop the slice before it releases the entry. Until the
+    /// release the slot is the client's: the server writes a slot only
+    /// between the consumer and the producer index, after the client
+    /// released it (the protocol the client trusts the server to follow, as
+    /// for [`frame`](Self::frame)).
+    unsafe fn slot_view(&self, d: &RxDesc) -> &[u8] {
+        let at = self.layout.small_slot(d.index) + usize::from(d.offset);
+        let len = d.len as usize;
+        let ptr = self.map.raw(at, len);
+        // SAFETY: `raw` checked that `at..at+len` is inside the mapping, which
+        // lives as long as `&self`. Slot bytes are never viewed as atomics
+        // (`Mapping::words` ends before the slots) and this process never
+        // writes a slot, so no `&mut` aliases it; the server does not write it
+        // until the entry is released, which the caller promises happens only
+        // after the slice is gone.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
     }
 
-    fn next_rx(&mut self) -> Result<Option<RxDesc>, Violation> {
-        if self.rx.ready_cached() == 0 && self.rx.refresh()? == 0 {
-            return Ok(None);
-        }
-        Ok(self.rx.get(0))
-    }
-
-    /// Receives one packet without blocking: a small one is copied into
-    /// `small_buf`, a large one comes as a [`Frame`]. `Ok(None)` if the rx
-    /// ring is empty.
-    pub fn recv(&mut self, small_buf: &mut [u8]) -> Result<Option<Received>, ClientError> {
-        let Some(d) = self.next_rx()? else {
-            return Ok(None);
-        };
-        let info = RxInfo::of(&d);
-        let taken = self.take_rx(&d, 0, small_buf);
-        self.rx.release(1);
-        Ok(match taken? {
-            (None, _) => Some(Received::Small {
-                len: d.len as usize,
-                info,
-            }),
-            (Some(frame), len) => Some(Received::Large {
-                frame,
-                offset: d.offset.into(),
-                len,
-                info,
-            }),
-        })
-    }
-
-    /// Receives up to `max` packets without blocking, calling `f` for each.
-    /// Stops at the first protocol violation (that entry is skipped).
-    pub fn recv_batch(
+    /// The one descriptor loop behind every receive: validates up to `max`
+    /// rx entries and lends each packet to `f` — a small one as a view of its
+    /// slot, in place, a large one as a newly minted [`Frame`] — then
+    /// releases them all with one store. Stops at the first protocol
+    /// violation (that entry is skipped; the rest stay for next time).
+    fn drain_rx(
         &mut self,
         max: usize,
         mut f: impl FnMut(Packet<'_>),
@@ -454,34 +437,123 @@ impl ClientRegion {
         if ready < max {
             ready = self.rx.refresh()? as usize;
         }
-        let m = ready.min(max) as u32;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        for i in 0..m {
-            let Some(d) = self.rx.get(i) else { break };
+        let mut taken = 0u32;
+        for ahead in 0..ready.min(max) as u32 {
+            let Some(d) = self.rx.get(ahead) else { break };
             let info = RxInfo::of(&d);
-            match self.take_rx(&d, i, &mut scratch) {
-                Ok((None, len)) => f(Packet::Small {
-                    data: &scratch[..len],
-                    info,
-                }),
-                Ok((Some(frame), len)) => f(Packet::Large {
-                    frame,
-                    offset: d.offset.into(),
-                    len,
-                    info,
-                }),
-                Err(v) => {
-                    // Skip the bad entry and stop; the rest stay for next time.
-                    self.rx.release(i + 1);
-                    self.scratch = scratch;
-                    return Err(v.into());
+            if let Err(v) = self.validate_rx(&d, ahead) {
+                self.rx.release(ahead + 1);
+                return Err(v.into());
+            }
+            if d.flags & RX_SMALL != 0 {
+                // SAFETY: `d` passed `validate_rx` as a small descriptor; the
+                // entry is released below, after `f` returned and the view
+                // (borrowed only for the call) is gone.
+                let data = unsafe { self.slot_view(&d) };
+                f(Packet::Small { data, info });
+            } else {
+                match self.mint(RingId::Rx, d.index) {
+                    Ok(frame) => f(Packet::Large {
+                        frame,
+                        offset: d.offset.into(),
+                        len: d.len as usize,
+                        info,
+                    }),
+                    Err(v) => {
+                        self.rx.release(ahead + 1);
+                        return Err(v.into());
+                    }
                 }
             }
+            taken = ahead + 1;
         }
-        // One release for the whole batch: the slots are copied, the frames minted.
-        self.rx.release(m);
+        // One release for the whole batch: the views are gone, the frames minted.
+        self.rx.release(taken);
+        Ok(taken as usize)
+    }
+
+    /// Receives up to `max` packets without blocking, lending each to `f`
+    /// with no copy: a small packet as a view of its slot in the region
+    /// (valid for the call only: the slot goes back to the server when the
+    /// batch is released), a large one as a [`Frame`] that is now the
+    /// client's. Stops at the first protocol violation (that entry is
+    /// skipped).
+    pub fn recv_batch_in_place(
+        &mut self,
+        max: usize,
+        f: impl FnMut(Packet<'_>),
+    ) -> Result<usize, ClientError> {
+        self.drain_rx(max, f)
+    }
+
+    /// Receives one packet without blocking: a small one is copied into
+    /// `small_buf` (counted in [`small_copies`](Self::small_copies)), a large
+    /// one comes as a [`Frame`]. `Ok(None)` if the rx ring is empty.
+    pub fn recv(&mut self, small_buf: &mut [u8]) -> Result<Option<Received>, ClientError> {
+        let mut got = None;
+        let mut copies = 0;
+        self.drain_rx(1, |p| {
+            got = Some(match p {
+                Packet::Small { data, info } => {
+                    let n = data.len().min(small_buf.len());
+                    small_buf[..n].copy_from_slice(&data[..n]);
+                    copies += 1;
+                    Received::Small {
+                        len: data.len(),
+                        info,
+                    }
+                }
+                Packet::Large {
+                    frame,
+                    offset,
+                    len,
+                    info,
+                } => Received::Large {
+                    frame,
+                    offset,
+                    len,
+                    info,
+                },
+            })
+        })?;
+        self.small_copies += copies;
+        Ok(got)
+    }
+
+    /// Receives up to `max` packets without blocking, calling `f` for each;
+    /// a small packet is first copied out of its slot into a private buffer
+    /// (counted in [`small_copies`](Self::small_copies)), so its bytes cannot
+    /// change under `f`. [`recv_batch_in_place`](Self::recv_batch_in_place)
+    /// does the same without the copy. Stops at the first protocol violation
+    /// (that entry is skipped).
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Packet<'_>),
+    ) -> Result<usize, ClientError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut copies = 0;
+        let r = self.drain_rx(max, |p| match p {
+            Packet::Small { data, info } => {
+                let n = data.len().min(scratch.len());
+                scratch[..n].copy_from_slice(&data[..n]);
+                copies += 1;
+                f(Packet::Small {
+                    data: &scratch[..n],
+                    info,
+                })
+            }
+            large => f(large),
+        });
         self.scratch = scratch;
-        Ok(m as usize)
+        self.small_copies += copies;
+        r
+    }
+
+    /// Small packets [`recv`](Self::recv) and [`recv_batch`](Self::recv_batch)
+    /// (and so [`fetch`](Self::fetch)) copied out of their slots so far.
+    pub fn small_copies(&self) -> u64 {
+        self.small_copies
     }
 
     /// Frantz's `fetch(smallAddr, pageKey)`: gives `give` back to the server

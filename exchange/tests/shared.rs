@@ -552,3 +552,69 @@ mod attach_refusals {
         ));
     }
 }
+
+#[test]
+fn small_slots_are_read_in_place_and_only_copies_are_counted() {
+    let (mut client, mut frames, mut server) = attach(small_geometry(), &ServerConfig::default());
+    client.fill(&mut frames).unwrap();
+    server.refill().unwrap();
+    let meta = RxMeta {
+        tag: 4,
+        ..Default::default()
+    };
+    for word in [b"one", b"two", b"six"] {
+        server.deliver_small(word, &meta).unwrap();
+    }
+    let f = server.take_frame().unwrap();
+    server.write_frame(&f, 0, &[5; 300]).unwrap();
+    server.deliver_frame(f, 0, 300, &meta).unwrap();
+    server.publish().unwrap();
+
+    // In place: the view is the slot itself, nothing is copied.
+    let mut seen = Vec::new();
+    let n = client
+        .recv_batch_in_place(2, |p| match p {
+            Packet::Small { data, info } => {
+                assert_eq!(info.flags, RX_SMALL);
+                seen.push(data.to_vec());
+            }
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(seen, [b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(client.small_copies(), 0);
+
+    // `recv` copies the small slot (counted); a large packet is no copy.
+    let mut small = [0u8; 128];
+    match client.recv(&mut small).unwrap().unwrap() {
+        Received::Small { len, .. } => assert_eq!(&small[..len], b"six"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.small_copies(), 1);
+    let mut large = 0;
+    client
+        .recv_batch(8, |p| match p {
+            Packet::Large { frame, len, .. } => {
+                assert_eq!(len, 300);
+                large += 1;
+                let _kept = frame;
+            }
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    assert_eq!((large, client.small_copies()), (1, 1));
+
+    // The released slots are the server's again: it can fill all eight.
+    for _ in 0..8 {
+        server.deliver_small(b"again", &meta).unwrap();
+    }
+    server.publish().unwrap();
+    let n = client
+        .recv_batch(8, |p| match p {
+            Packet::Small { data, .. } => assert_eq!(data, b"again"),
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    assert_eq!((n, client.small_copies()), (8, 9));
+}
