@@ -245,6 +245,7 @@ impl Counters {
             received: to_queue + to_overflow + control + entry_drops,
             delivered_small: qs + os,
             delivered_large: ql + ol,
+            delivered_small_spilled: os,
             control,
             queued,
             overflow,
@@ -264,6 +265,10 @@ pub struct Snapshot {
     pub received: u64,
     pub delivered_small: u64,
     pub delivered_large: u64,
+    /// Of `delivered_small`, those that waited in the server's overflow pool:
+    /// copied once more, from the pool into the client's small slot (a
+    /// spilled large frame is counted in `copied`). Not part of the identity.
+    pub delivered_small_spilled: u64,
     pub control: u64,
     /// Waiting in filters' queues now.
     pub queued: u64,
