@@ -289,7 +289,10 @@ impl<E: Entry, S> Producer<E, S> {
         // Acquire: pairs with the consumer's Release store of its index
         // (protocol step 2): its reads of the slots we will overwrite are done.
         let consumer = self.ring.word(self.ring.consumer).load(Ordering::Acquire);
-        let in_flight = self.published.wrapping_sub(consumer);
+        // Measured from `next`, not `published`: entries written but not yet
+        // published count too, or a consumer index moved back by a hostile
+        // peer would pass this check and underflow `free_cached`.
+        let in_flight = self.next.wrapping_sub(consumer);
         if in_flight > self.ring.entries {
             return Err(Violation::ConsumerIndex {
                 ring: self.ring.id,
