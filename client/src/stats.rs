@@ -43,7 +43,8 @@ impl std::fmt::Display for Mode {
     }
 }
 
-/// Frames dropped for one reason (`queue_full`, `closed`, `no_filter`, …).
+/// Frames dropped for one reason (`queue_full`, `closed`, `no_filter`,
+/// `firewall`, `no_frame`, `overloaded`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DropCount {
     pub reason: String,

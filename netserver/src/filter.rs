@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use exchange::{RxMeta, ViolationKind};
@@ -42,6 +43,66 @@ struct SharedState {
     violations: [AtomicU64; ViolationKind::COUNT],
 }
 
+/// How long a filter's frames are dropped as `overloaded`, instead of being
+/// spilled into the server's overflow pool, after the pool could not take
+/// one of them.
+///
+/// Why one second: a client that overran its rx ring, its own free frames
+/// and its share of the pool is not having a burst, it is slower than its
+/// traffic; spilling more would only buy a copy per frame that ends dropped
+/// anyway, and take pool room other clients' bursts need. The cool-down must
+/// therefore be long against a burst (a 512-entry ring fills in about 50 µs
+/// at 10 Mpps, so even a scheduler hiccup of a few ms is long over) yet short
+/// enough for a client that caught up to get its burst absorber back before
+/// a person or a retransmit timer (TCP's minimum RTO is 200 ms – 1 s) would
+/// notice. Frames that find room in the ring or in the client's own frames
+/// are delivered throughout: only spilling stops.
+pub const SPILL_COOL_DOWN: Duration = Duration::from_secs(1);
+
+/// Whether a filter may spill into the overflow pool: the pool takes short
+/// bursts only. Open until a frame of the filter is lost (the pool could not
+/// take it); then closed for [`SPILL_COOL_DOWN`], during which frames that
+/// would spill are dropped as `overloaded` without being copied. Driven by
+/// the data-path thread; time comes in as an argument.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum SpillGate {
+    /// Frames may spill.
+    #[default]
+    Open,
+    /// A frame was lost in this batch; the cool-down starts at the next tick.
+    Lost,
+    /// Closed since this instant.
+    CoolingSince(Instant),
+}
+
+impl SpillGate {
+    /// Whether a frame may spill now.
+    pub fn is_open(&self) -> bool {
+        *self == SpillGate::Open
+    }
+
+    /// A frame of the filter was lost: close the gate.
+    pub fn lost(&mut self) {
+        if self.is_open() {
+            *self = SpillGate::Lost;
+        }
+    }
+
+    /// Once per batch: starts the cool-down of a loss, or reopens the gate
+    /// when [`SPILL_COOL_DOWN`] has passed since it started.
+    pub fn tick(&mut self, now: Instant) {
+        match *self {
+            SpillGate::Open => {}
+            SpillGate::Lost => *self = SpillGate::CoolingSince(now),
+            SpillGate::CoolingSince(t) => {
+                if now.saturating_duration_since(t) >= SPILL_COOL_DOWN {
+                    *self = SpillGate::Open;
+                }
+            }
+        }
+    }
+}
+
 /// The data path's side of a filter in shared mode: its region, and the
 /// waiting frame that did not fit the region yet (delivered first).
 #[derive(Debug)]
@@ -57,6 +118,13 @@ pub struct SharedPath {
     /// [`Filter::flush_shared`] moved everything waiting there (order), and
     /// the full rings are not re-read for every frame.
     blocked: bool,
+    /// Whether frames may spill into the overflow pool now.
+    gate: SpillGate,
+    /// The arrival sequence of the next frame that waits (parked in a
+    /// client frame, or spilled). The two kinds wait in two queues; the
+    /// flush delivers from whichever holds the older frame, so order holds
+    /// across both. Frames queued before the attach carry 0: older.
+    next_seq: u64,
 }
 
 impl SharedPath {
@@ -69,6 +137,8 @@ impl SharedPath {
             stuck: Full::Rx,
             // Frames queued in emulated mode before the attach go first.
             blocked: true,
+            gate: SpillGate::Open,
+            next_seq: 1,
         }
     }
 
@@ -80,6 +150,11 @@ impl SharedPath {
     /// Whether new frames wait behind older ones (see `blocked`).
     pub fn is_blocked(&self) -> bool {
         self.blocked
+    }
+
+    /// Whether frames may spill into the overflow pool now.
+    pub fn spill_gate(&self) -> SpillGate {
+        self.gate
     }
 }
 
@@ -123,6 +198,9 @@ pub struct Delivery {
     /// Whether the frame goes to a small slot.
     pub small: bool,
     pub placed: Placed,
+    /// Shared mode: arrival order among the filter's waiting frames (see
+    /// `SharedPath::next_seq`); 0 in emulated mode.
+    pub seq: u64,
 }
 
 impl Delivery {
@@ -141,6 +219,9 @@ impl Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Queued,
+    /// Shared mode: the rx ring was full; the frame waits, written, in one
+    /// of the client's own free frames (in the queue stage, no copy).
+    Parked,
     Overflow,
     Dropped(DropReason),
 }
@@ -263,9 +344,13 @@ impl Filter {
     /// Data path, shared mode: offers a frame this filter matched. Same
     /// state machine as [`place`](Self::place): frames already waiting go
     /// first (order), then the client's region (rx ring = the queue; a small
-    /// slot, or a frame from the fill ring), else the server's overflow pool,
-    /// else a drop — `no_frame` when the client posted no free frame,
-    /// `queue_full` when its rx ring is full.
+    /// slot, or a frame from the fill ring). When the rx ring is full, a
+    /// large frame waits in one of the client's own free frames (parked:
+    /// written once, zero copy). Only when the client has no free frame (or
+    /// the frame is small) does it spill into the server's overflow pool —
+    /// short bursts only, see [`SpillGate`] — else it is dropped: `no_frame`
+    /// when the client posted no free frame, `queue_full` when its rx ring
+    /// is full, `overloaded` while the spill gate cools down after a loss.
     ///
     /// Per frame this is one look at cached ring indices and one write into
     /// the region. Once the region had no room, the rest of the batch does
@@ -289,13 +374,13 @@ impl Filter {
                 f(g);
             }
         };
+        let meta = RxMeta {
+            tag: self.tag,
+            timestamp_ns: frame.ts_ns,
+            wire_len: frame.wire_len,
+            flags: 0,
+        };
         if !shared.blocked {
-            let meta = RxMeta {
-                tag: self.tag,
-                timestamp_ns: frame.ts_ns,
-                wire_len: frame.wire_len,
-                flags: 0,
-            };
             match shared.space.place(Stage::Queue, src, len, small, &meta) {
                 Ok(()) => {
                     // Entered now; delivered when the batch is published.
@@ -308,42 +393,33 @@ impl Filter {
                 }
             }
         }
-        if !self.overflow.is_full() {
-            let spilled = pool.spill_with(small, |buf| match src {
-                Source::Bytes(b) => {
-                    let n = len.min(b.len()).min(buf.len());
-                    buf[..n].copy_from_slice(&b[..n]);
-                    Some(n)
+        // Behind older frames, or no rx entry: a large frame waits in a
+        // free frame of the client's — unless frames wait in server memory:
+        // they need the client's free frames first (a parked frame newer
+        // than a spilled one would hold the frame the spilled one waits for).
+        let mut full = shared.stuck;
+        let seq = shared.next_seq;
+        if !small && !self.waits_in_server_memory(shared) {
+            match shared.space.park(seq, src, len, &meta) {
+                Ok(()) => {
+                    shared.next_seq += 1;
+                    count(&|c| c.enter(Stage::Queue));
+                    return Outcome::Parked;
                 }
-                Source::Body(body) => match body.read_into(buf) {
-                    Ok(got) => Some(got.copied),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading a peeked frame to spill it failed");
-                        None
-                    }
-                },
-            });
-            if let Some(spilled) = spilled {
-                count(&|c| c.enter(Stage::Overflow));
-                let d = Delivery {
-                    len: len as u32,
-                    wire_len: frame.wire_len,
-                    ts_ns: frame.ts_ns,
-                    small,
-                    placed: Placed::Spilled(spilled),
-                };
-                if let Err(d) = self.overflow.push(d) {
-                    tracing::error!(
-                        tag = self.tag,
-                        "bug: overflow full after check; please report"
-                    );
-                    self.release(d, pool);
-                    count(&|c| c.exit(Stage::Overflow, Exit::Closed, 0));
-                }
-                return Outcome::Overflow;
+                Err(why) => full = why,
             }
         }
-        let reason = match shared.stuck {
+        if !shared.gate.is_open() {
+            count(&|c| c.drop_on_entry(DropReason::Overloaded));
+            return Outcome::Dropped(DropReason::Overloaded);
+        }
+        if self.spill_shared(seq, frame, src, len, small, pool) {
+            shared.next_seq += 1;
+            count(&|c| c.enter(Stage::Overflow));
+            return Outcome::Overflow;
+        }
+        shared.gate.lost();
+        let reason = match full {
             Full::NoFrame => DropReason::NoFrame,
             Full::Rx => DropReason::QueueFull,
         };
@@ -351,21 +427,104 @@ impl Filter {
         Outcome::Dropped(reason)
     }
 
+    /// Shared mode: whether frames of this filter wait in server memory
+    /// (held, queued before the attach, or spilled).
+    fn waits_in_server_memory(&self, shared: &SharedPath) -> bool {
+        shared.held.is_some() || !self.queue.is_empty() || !self.overflow.is_empty()
+    }
+
+    /// Shared mode: copies a frame into the server's overflow pool, behind
+    /// the filter's other waiting frames, if the filter's share and the pool
+    /// have room (reserved before the copy). Returns whether it was kept.
+    fn spill_shared(
+        &self,
+        seq: u64,
+        frame: &RxFrame<'_>,
+        src: Source<'_>,
+        len: usize,
+        small: bool,
+        pool: &OverflowPool,
+    ) -> bool {
+        if self.overflow.is_full() {
+            return false;
+        }
+        let spilled = pool.spill_with(small, |buf| match src {
+            Source::Bytes(b) => {
+                let n = len.min(b.len()).min(buf.len());
+                buf[..n].copy_from_slice(&b[..n]);
+                Some(n)
+            }
+            Source::Body(body) => match body.read_into(buf) {
+                Ok(got) => Some(got.copied),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a peeked frame to spill it failed");
+                    None
+                }
+            },
+        });
+        let Some(spilled) = spilled else {
+            return false;
+        };
+        let d = Delivery {
+            len: len as u32,
+            wire_len: frame.wire_len,
+            ts_ns: frame.ts_ns,
+            small,
+            placed: Placed::Spilled(spilled),
+            seq,
+        };
+        // `is_full` is exact here: this thread is the only producer.
+        if let Err(d) = self.overflow.push(d) {
+            tracing::error!(
+                tag = self.tag,
+                "bug: overflow full after check; please report"
+            );
+            self.release(d, pool);
+            return false;
+        }
+        true
+    }
+
     /// Data path, shared mode, once per batch (before the region is
     /// published): takes the frames the client posted on the fill ring, then
     /// moves waiting frames (held, queued before the attach, or spilled) into
-    /// the region, oldest first, as far as it has room; once none waits, new
-    /// frames go straight into the region again. Waiting frames are copied
-    /// from server memory (counted `copied`).
+    /// the region, oldest first, as far as it has room, then gives parked
+    /// frames their rx entries; once none waits, new frames go straight into
+    /// the region again. Spilled frames are copied from server memory
+    /// (counted `copied`, or `delivered_small_spilled`). Also ticks the
+    /// spill gate (reading the clock only while it is closed).
     pub fn flush_shared(&self, shared: &mut SharedPath, pool: &OverflowPool) {
+        if !shared.gate.is_open() {
+            shared.gate.tick(Instant::now());
+        }
         shared.space.refill();
         if !shared.blocked {
             return;
         }
         loop {
-            let Some((stage, d)) = shared.held.take().or_else(|| self.pop()) else {
-                shared.blocked = false;
-                return;
+            if shared.held.is_none() {
+                shared.held = self.pop();
+            }
+            // The older of the oldest spilled (or held) and the oldest
+            // parked frame goes first.
+            let parked_first = match (&shared.held, shared.space.oldest_parked()) {
+                (None, None) => {
+                    shared.blocked = false;
+                    return;
+                }
+                (Some((_, d)), Some(seq)) => seq < d.seq,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if parked_first {
+                if let Err(full) = shared.space.deliver_parked() {
+                    shared.stuck = full;
+                    return;
+                }
+                continue;
+            }
+            let Some((stage, d)) = shared.held.take() else {
+                continue;
             };
             let meta = RxMeta {
                 tag: self.tag,
@@ -409,6 +568,12 @@ impl Filter {
             if let Some(g) = global {
                 g.large_paths(u.zero_copy, u.copied);
             }
+            // Parked frames a revoked region could not take.
+            self.counters
+                .exit_n(Stage::Queue, Exit::Closed, u.closed, 0);
+            if let Some(g) = global {
+                g.exit_n(Stage::Queue, Exit::Closed, u.closed, 0);
+            }
         }
         for (kind, n) in shared.space.new_violations() {
             self.shared.violations[kind as usize].fetch_add(n, Ordering::Relaxed);
@@ -430,13 +595,18 @@ impl Filter {
     }
 
     /// Data path: ends shared mode after a revocation. Frames still waiting
-    /// (held or queued) are dropped (`closed`).
+    /// (parked, held or queued) are dropped (`closed`).
     pub fn detach_shared(
         &self,
-        shared: SharedPath,
+        mut shared: SharedPath,
         pool: &OverflowPool,
         global: Option<&Counters>,
     ) {
+        let parked = shared.space.close_parked();
+        self.counters.exit_n(Stage::Queue, Exit::Closed, parked, 0);
+        if let Some(g) = global {
+            g.exit_n(Stage::Queue, Exit::Closed, parked, 0);
+        }
         if let Some((stage, d)) = shared.held {
             self.release(d, pool);
             self.counters.exit(stage, Exit::Closed, 0);
@@ -527,6 +697,7 @@ impl Filter {
             ts_ns: frame.ts_ns,
             small,
             placed,
+            seq: 0,
         };
         if let Err(d) = q.push(d) {
             // Unreachable: we checked for room and are the only producer.
@@ -682,6 +853,28 @@ mod tests {
         assert_eq!(f.place(&rx(&[7; 100]), &pool, None), Outcome::Overflow);
         // Once something is in overflow, small frames follow it there.
         assert_eq!(f.place(&rx(&[1; 4]), &pool, None), Outcome::Overflow);
+    }
+
+    #[test]
+    fn the_spill_gate_closes_on_a_loss_and_reopens_after_the_cool_down() {
+        let t0 = Instant::now();
+        let mut gate = SpillGate::default();
+        assert!(gate.is_open());
+        gate.tick(t0);
+        assert!(gate.is_open());
+        gate.lost();
+        assert!(!gate.is_open(), "closed at once, for the rest of the batch");
+        gate.tick(t0);
+        assert_eq!(gate, SpillGate::CoolingSince(t0));
+        gate.lost();
+        gate.tick(t0 + SPILL_COOL_DOWN / 2);
+        assert_eq!(
+            gate,
+            SpillGate::CoolingSince(t0),
+            "a loss does not extend it"
+        );
+        gate.tick(t0 + SPILL_COOL_DOWN);
+        assert!(gate.is_open());
     }
 
     #[test]

@@ -28,11 +28,12 @@
 //! - The server's own **overflow pool** ([`OverflowPool`]) holds frames of
 //!   clients that fell behind: server memory, up to a global limit.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use exchange::layout::RX_ZERO_COPY;
-use exchange::{PlaceError, RxMeta, ServerRegion, ViolationKind};
+use exchange::{PlaceError, RxMeta, ServerFrame, ServerRegion, ViolationKind};
 
 use crate::backend::af_packet::FrameBody;
 use crate::pool::BufPool;
@@ -316,6 +317,17 @@ pub enum Full {
     NoFrame,
 }
 
+/// A frame written into one of the client's frames, waiting for an rx entry.
+#[derive(Debug)]
+struct Parked {
+    /// Arrival order among the filter's waiting frames (see
+    /// `filter::SharedPath`).
+    seq: u64,
+    frame: ServerFrame,
+    stored: usize,
+    meta: RxMeta,
+}
+
 /// Frames placed into a region since the last publish, by stage and size
 /// class: counted as delivered only once the client can see them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +338,10 @@ pub struct Unpublished {
     pub zero_copy: u64,
     /// Large frames copied from server memory into the client's frame.
     pub copied: u64,
+    /// Frames that waited in a client frame ([`RegionSpace::park`]) and
+    /// could not be delivered because the region was revoked (exits of the
+    /// queue as `closed`).
+    pub closed: u64,
 }
 
 impl Unpublished {
@@ -360,6 +376,11 @@ impl Unpublished {
 #[derive(Debug)]
 pub struct RegionSpace {
     region: ServerRegion,
+    /// Frames that found the rx ring full and wait, written, in one of the
+    /// client's own free frames for an rx entry (oldest first; see
+    /// [`park`](Self::park)). Never longer than the region's frame count,
+    /// so it never reallocates on the data path.
+    parked: VecDeque<Parked>,
     unpublished: Unpublished,
     /// Violation counts already reported to the filter's counters.
     reported: [u64; ViolationKind::COUNT],
@@ -401,8 +422,10 @@ impl RegionSpace {
                 want: frame_size,
             });
         }
+        let frames = region.layout().geometry.frame_count as usize;
         Ok(RegionSpace {
             region,
+            parked: VecDeque::with_capacity(frames),
             unpublished: Unpublished::default(),
             reported: [0; ViolationKind::COUNT],
         })
@@ -476,6 +499,33 @@ impl RegionSpace {
                 Err(_) => Err(Full::Rx),
             };
         }
+        let (frame, stored, meta) = self.write_frame(src, len, meta)?;
+        match self.region.deliver_frame(frame, 0, stored, &meta) {
+            Ok(()) => {
+                let zero_copy = meta.flags & RX_ZERO_COPY != 0;
+                self.unpublished.note(stage, false, stored, zero_copy);
+                Ok(())
+            }
+            // `deliver_frame` gave the frame back to the free list.
+            Err(PlaceError::NoFreeFrame) => Err(Full::NoFrame),
+            Err(_) => Err(Full::Rx),
+        }
+    }
+
+    /// Takes one of the client's free frames and writes a large frame into
+    /// it: copied from [`Source::Bytes`], or written by the backend itself
+    /// from [`Source::Body`] (zero copy, flagged `RX_ZERO_COPY` in the
+    /// returned metadata). Returns the frame, the bytes stored and the
+    /// metadata to deliver it with.
+    fn write_frame(
+        &mut self,
+        src: Source<'_>,
+        len: usize,
+        meta: &RxMeta,
+    ) -> Result<(ServerFrame, usize, RxMeta), Full> {
+        if self.region.free_frames() == 0 {
+            self.refill();
+        }
         let frame = match self.region.take_frame() {
             Ok(f) => f,
             Err(PlaceError::NoFreeFrame) => return Err(Full::NoFrame),
@@ -506,15 +556,84 @@ impl RegionSpace {
             flags: meta.flags | if zero_copy { RX_ZERO_COPY } else { 0 },
             ..*meta
         };
-        match self.region.deliver_frame(frame, 0, stored, &meta) {
-            Ok(()) => {
-                self.unpublished.note(stage, false, stored, zero_copy);
-                Ok(())
-            }
-            // `deliver_frame` gave the frame back to the free list.
-            Err(PlaceError::NoFreeFrame) => Err(Full::NoFrame),
-            Err(_) => Err(Full::Rx),
+        Ok((frame, stored, meta))
+    }
+
+    /// A large frame that found the rx ring full waits in one of the
+    /// client's own free frames instead of the server's overflow pool: it is
+    /// written now (by the backend itself from a [`Source::Body`]: zero
+    /// copy) and gets its rx entry when the client frees one
+    /// ([`deliver_parked`](Self::deliver_parked)). The client pays for its
+    /// own backlog with the frames it posted, and the server copies nothing.
+    /// `Err(Full::NoFrame)`: the client posted no free frame.
+    /// `seq` orders it among the filter's other waiting frames.
+    pub fn park(
+        &mut self,
+        seq: u64,
+        src: Source<'_>,
+        len: usize,
+        meta: &RxMeta,
+    ) -> Result<(), Full> {
+        if self.region.is_revoked() {
+            return Err(Full::Rx);
         }
+        let (frame, stored, meta) = self.write_frame(src, len, meta)?;
+        self.parked.push_back(Parked {
+            seq,
+            frame,
+            stored,
+            meta,
+        });
+        Ok(())
+    }
+
+    /// Frames waiting in client frames for an rx entry.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// The arrival sequence of the oldest parked frame.
+    pub fn oldest_parked(&self) -> Option<u64> {
+        self.parked.front().map(|p| p.seq)
+    }
+
+    /// Gives the oldest parked frame its rx entry (counted as placed from
+    /// the queue). `Err(Full::Rx)` when the rx ring has no room. A frame the
+    /// region refuses (it was revoked) is counted `closed`, with every other
+    /// parked frame.
+    pub fn deliver_parked(&mut self) -> Result<(), Full> {
+        if self.parked.is_empty() {
+            return Ok(());
+        }
+        if !matches!(self.region.rx_free(), Ok(n) if n > 0) {
+            if self.region.is_revoked() {
+                self.unpublished.closed += self.close_parked();
+            }
+            return Err(Full::Rx);
+        }
+        if let Some(p) = self.parked.pop_front() {
+            let zero_copy = p.meta.flags & RX_ZERO_COPY != 0;
+            match self.region.deliver_frame(p.frame, 0, p.stored, &p.meta) {
+                Ok(()) => self
+                    .unpublished
+                    .note(Stage::Queue, false, p.stored, zero_copy),
+                // The frame went back to the region's free list.
+                Err(_) => self.unpublished.closed += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every parked frame back to the region's free list (the region
+    /// is revoked or the filter is going away); returns how many, for the
+    /// caller to count as `closed`.
+    pub fn close_parked(&mut self) -> u64 {
+        let mut n = 0;
+        while let Some(p) = self.parked.pop_front() {
+            self.region.release_frame(p.frame);
+            n += 1;
+        }
+        n
     }
 
     /// Makes what was placed since the last call visible to the client (one

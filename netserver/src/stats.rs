@@ -49,16 +49,22 @@ pub enum DropReason {
     Firewall,
     /// Shared mode: the client posted no free frame.
     NoFrame,
+    /// Shared mode: the client fell behind for longer than a burst (the
+    /// overflow pool could not take one of its frames), so its frames are not
+    /// spilled for a cool-down (`filter::SPILL_COOL_DOWN`) and are dropped
+    /// when its rx ring and its own frames are full.
+    Overloaded,
 }
 
 impl DropReason {
     /// Every reason, in the order stats list them.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::Closed,
         DropReason::NoFilter,
         DropReason::Firewall,
         DropReason::NoFrame,
+        DropReason::Overloaded,
     ];
 
     /// The reason's name as the schema documents it.
@@ -69,6 +75,7 @@ impl DropReason {
             DropReason::NoFilter => "no_filter",
             DropReason::Firewall => "firewall",
             DropReason::NoFrame => "no_frame",
+            DropReason::Overloaded => "overloaded",
         }
     }
 
@@ -349,7 +356,14 @@ mod tests {
         let names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(
             names,
-            ["queue_full", "closed", "no_filter", "firewall", "no_frame"]
+            [
+                "queue_full",
+                "closed",
+                "no_filter",
+                "firewall",
+                "no_frame",
+                "overloaded"
+            ]
         );
     }
 }

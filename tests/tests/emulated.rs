@@ -20,6 +20,9 @@ use netserver_e2e::{
 /// copied into small slots.
 const SMALL_THRESHOLD: usize = 128;
 
+/// The server's default frames per filter (`serve --default-frames`).
+const DEFAULT_FRAMES: u32 = 64;
+
 fn is_small(frame: &CapturedFrame) -> bool {
     frame.data.len() <= SMALL_THRESHOLD
 }
@@ -271,18 +274,36 @@ fn a_client_that_never_fetches_does_not_stall_another(mode: Mode) {
         )
     });
     // Emulated: nothing fetched, at most the queue limit queued. Shared: the
-    // rx ring (as long as the queue limit) holds what was published.
-    assert!(
-        stats.packets + stats.queued <= u64::from(lazy_limit),
-        "{stats:?}"
-    );
+    // rx ring (as long as the queue limit) holds what was published, and
+    // large frames may also wait (queued) in the client's own free frames,
+    // at most the frames the server held for it.
+    let waiting_room = match mode {
+        Mode::Emulated => u64::from(lazy_limit),
+        Mode::Shared => u64::from(lazy_limit) + u64::from(DEFAULT_FRAMES),
+    };
+    assert!(stats.packets <= u64::from(lazy_limit), "{stats:?}");
+    assert!(stats.packets + stats.queued <= waiting_room, "{stats:?}");
     assert!(
         stats.overflow > 0,
         "its packets spilled into the overflow pool: {stats:?}"
     );
     assert!(stats.overflow <= 64, "{stats:?}");
     assert!(stats.dropped > 0, "the rest were dropped: {stats:?}");
-    assert_eq!(stats.drops_for("queue_full"), stats.dropped, "{stats:?}");
+    // Emulated: every drop is `queue_full`. Shared: the overflow pool takes
+    // bursts only; the first frame it could not take (`queue_full`) starts
+    // a cool-down in which the rest drop as `overloaded` (a debug-build
+    // replay may outlast it: then the pool takes one more burst).
+    // (`no_frame` instead of `queue_full` if the client had no free frame.)
+    let losses = stats.drops_for("queue_full") + stats.drops_for("no_frame");
+    assert!(losses > 0, "{stats:?}");
+    match mode {
+        Mode::Emulated => assert_eq!(stats.drops_for("queue_full"), stats.dropped, "{stats:?}"),
+        Mode::Shared => assert_eq!(
+            losses + stats.drops_for("overloaded"),
+            stats.dropped,
+            "{stats:?}"
+        ),
+    }
     assert_eq!(
         stats.packets + stats.queued + stats.overflow + stats.dropped,
         lazy_matches,
