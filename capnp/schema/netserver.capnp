@@ -252,8 +252,9 @@ struct DropCount {
   # `firewall` (an operator rule dropped it), `no_frame` (shared mode: the
   # client posted no free frame), `overloaded` (shared mode: the client fell
   # behind for longer than a burst — the overflow pool could not take one of
-  # its frames — so for a cool-down of 1 s its frames are not spilled and are
-  # dropped when its rx ring and its own free frames are full).
+  # its frames, or it spilled its share of the pool within a second — so for
+  # a cool-down of 1 s its frames are not spilled and are dropped when its rx
+  # ring and its own free frames are full).
   count @1 :UInt64;
 }
 

@@ -23,8 +23,11 @@ use crate::place::{OverflowPool, Source};
 use crate::stats::{Counters, DropReason};
 use crate::tag::Tag;
 
-/// Frames handled between two looks at the command channel.
-pub const BATCH: usize = 64;
+/// Frames handled between two looks at the command channel (and two
+/// publishes of each region): 128 halves the per-batch costs of 64 (ring
+/// publishes, refills, the clock and channel looks) while a batch still fits
+/// in a quarter of a 512-entry ring.
+pub const BATCH: usize = 128;
 
 /// Longest sleep when no frame is ready.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -452,12 +455,12 @@ impl DataPath {
         }
     }
 
-    /// Whether the batch just handled found every shared-mode region it
-    /// tried full (and placed nothing): the clients need the CPU to make
-    /// room more than this thread needs it to drop frames. Resets the
-    /// batch's counts.
+    /// Whether most of the batch just handled found no room in its
+    /// shared-mode region (parked, spilled or dropped): the clients need the
+    /// CPU to make room more than this thread needs it to generate waiting
+    /// or lost frames. Resets the batch's counts.
     fn take_stalled(&mut self) -> bool {
-        let stalled = self.batch_stalled > 0 && self.batch_placed == 0;
+        let stalled = self.batch_stalled > self.batch_placed;
         self.batch_placed = 0;
         self.batch_stalled = 0;
         stalled
@@ -937,23 +940,19 @@ mod tests {
         assert_eq!((s.delivered_small, s.delivered_large), (6, 6), "{s:?}");
         assert_eq!((s.copied, s.zero_copy, s.queued, s.overflow), (6, 0, 0, 0));
         assert_eq!(s.bytes, 6 * 60 + 6 * 600);
-        // No free frame left: the next large frame spills; past the pool's
-        // limit one is lost as `no_frame`, which closes the spill gate: the
-        // rest drop as `overloaded` (without a copy) while it cools down.
+        // No free frame left: the next large frames spill, until the filter
+        // spilled its share of the pool (8) in this window (4 spilled
+        // above): the spill gate closes and the rest drop as `overloaded`,
+        // without a copy, while it cools down.
         for i in 0..12u32 {
             injector.inject(&frame(0x0800, 700, 100 + i), 0).unwrap();
         }
         injector.wake();
         wait_until("all received", || global.snapshot().received == 25);
         let s = f.counters.snapshot();
-        assert_eq!(s.overflow, 8, "{s:?}");
-        assert_eq!(s.drops_for(DropReason::NoFrame), 1, "{s:?}");
-        assert!(s.drops_for(DropReason::Overloaded) > 0, "{s:?}");
-        assert_eq!(
-            s.dropped(),
-            1 + s.drops_for(DropReason::Overloaded),
-            "{s:?}"
-        );
+        assert_eq!(s.overflow, 4, "{s:?}");
+        assert_eq!(s.dropped(), s.drops_for(DropReason::Overloaded), "{s:?}");
+        assert_eq!(s.received, s.delivered() + s.overflow + s.dropped());
         assert!(global.snapshot().identity_holds());
         // Removing the filter drops what waits (`closed`) and frees the pool.
         dp.send(Command::Remove {
@@ -963,7 +962,7 @@ mod tests {
         wait_until("removed", || f.counters.snapshot().overflow == 0);
         let g = global.snapshot();
         assert!(g.identity_holds(), "{g:?}");
-        assert_eq!(g.drops_for(DropReason::Closed), 8);
+        assert_eq!(g.drops_for(DropReason::Closed), 4);
         dp.stop();
     }
 

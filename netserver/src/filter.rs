@@ -45,7 +45,8 @@ struct SharedState {
 
 /// How long a filter's frames are dropped as `overloaded`, instead of being
 /// spilled into the server's overflow pool, after the pool could not take
-/// one of them.
+/// one of them or the filter spilled its share of it in one window (see
+/// [`SpillGate`]); also the length of that window.
 ///
 /// Why one second: a client that overran its rx ring, its own free frames
 /// and its share of the pool is not having a burst, it is slower than its
@@ -60,45 +61,66 @@ struct SharedState {
 pub const SPILL_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// Whether a filter may spill into the overflow pool: the pool takes short
-/// bursts only. Open until a frame of the filter is lost (the pool could not
-/// take it); then closed for [`SPILL_COOL_DOWN`], during which frames that
-/// would spill are dropped as `overloaded` without being copied. Driven by
-/// the data-path thread; time comes in as an argument.
+/// bursts only. A window opens at the first spill; within it the filter may
+/// spill at most its overflow share (`budget`) of frames. When the budget
+/// is used up, or a frame is lost (the pool could not take it), the gate
+/// closes for [`SPILL_COOL_DOWN`], during which frames that would spill are
+/// dropped as `overloaded` without being copied; then it opens with a fresh
+/// budget. So a client that is merely slower than its traffic costs the
+/// server at most one burst of copies per cool-down, not one per frame.
+/// Driven by the data-path thread; time comes in as an argument.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum SpillGate {
-    /// Frames may spill.
-    #[default]
-    Open,
-    /// A frame was lost in this batch; the cool-down starts at the next tick.
-    Lost,
-    /// Closed since this instant.
-    CoolingSince(Instant),
+pub struct SpillGate {
+    /// Frames spilled in the current window.
+    spilled: u32,
+    /// The budget is used up or a frame was lost: no spilling.
+    closed: bool,
+    /// When the current window (or cool-down) started; `None` until the
+    /// next tick stamps it.
+    since: Option<Instant>,
 }
 
 impl SpillGate {
     /// Whether a frame may spill now.
     pub fn is_open(&self) -> bool {
-        *self == SpillGate::Open
+        !self.closed
+    }
+
+    /// A frame spilled; `budget` is how many a window may take.
+    pub fn spilled(&mut self, budget: u32) {
+        self.spilled += 1;
+        if self.spilled >= budget {
+            self.close();
+        }
     }
 
     /// A frame of the filter was lost: close the gate.
     pub fn lost(&mut self) {
-        if self.is_open() {
-            *self = SpillGate::Lost;
+        if !self.closed {
+            self.close();
         }
     }
 
-    /// Once per batch: starts the cool-down of a loss, or reopens the gate
-    /// when [`SPILL_COOL_DOWN`] has passed since it started.
+    /// The cool-down starts at the next tick.
+    fn close(&mut self) {
+        self.closed = true;
+        self.since = None;
+    }
+
+    /// Whether the gate needs the clock (a window or cool-down is running).
+    pub fn needs_tick(&self) -> bool {
+        self.closed || self.spilled > 0
+    }
+
+    /// Once per batch: stamps the start of a window or cool-down, or opens
+    /// the gate with a fresh budget once [`SPILL_COOL_DOWN`] has passed.
     pub fn tick(&mut self, now: Instant) {
-        match *self {
-            SpillGate::Open => {}
-            SpillGate::Lost => *self = SpillGate::CoolingSince(now),
-            SpillGate::CoolingSince(t) => {
-                if now.saturating_duration_since(t) >= SPILL_COOL_DOWN {
-                    *self = SpillGate::Open;
-                }
+        match self.since {
+            None if self.needs_tick() => self.since = Some(now),
+            Some(t) if now.saturating_duration_since(t) >= SPILL_COOL_DOWN => {
+                *self = SpillGate::default();
             }
+            _ => {}
         }
     }
 }
@@ -137,7 +159,7 @@ impl SharedPath {
             stuck: Full::Rx,
             // Frames queued in emulated mode before the attach go first.
             blocked: true,
-            gate: SpillGate::Open,
+            gate: SpillGate::default(),
             next_seq: 1,
         }
     }
@@ -415,6 +437,8 @@ impl Filter {
         }
         if self.spill_shared(seq, frame, src, len, small, pool) {
             shared.next_seq += 1;
+            let budget = u32::try_from(self.overflow.capacity()).unwrap_or(u32::MAX);
+            shared.gate.spilled(budget);
             count(&|c| c.enter(Stage::Overflow));
             return Outcome::Overflow;
         }
@@ -494,7 +518,7 @@ impl Filter {
     /// (counted `copied`, or `delivered_small_spilled`). Also ticks the
     /// spill gate (reading the clock only while it is closed).
     pub fn flush_shared(&self, shared: &mut SharedPath, pool: &OverflowPool) {
-        if !shared.gate.is_open() {
+        if shared.gate.needs_tick() {
             shared.gate.tick(Instant::now());
         }
         shared.space.refill();
@@ -859,22 +883,39 @@ mod tests {
     fn the_spill_gate_closes_on_a_loss_and_reopens_after_the_cool_down() {
         let t0 = Instant::now();
         let mut gate = SpillGate::default();
-        assert!(gate.is_open());
         gate.tick(t0);
-        assert!(gate.is_open());
+        assert!(gate.is_open() && !gate.needs_tick());
         gate.lost();
         assert!(!gate.is_open(), "closed at once, for the rest of the batch");
         gate.tick(t0);
-        assert_eq!(gate, SpillGate::CoolingSince(t0));
         gate.lost();
         gate.tick(t0 + SPILL_COOL_DOWN / 2);
-        assert_eq!(
-            gate,
-            SpillGate::CoolingSince(t0),
-            "a loss does not extend it"
-        );
+        assert!(!gate.is_open(), "a loss while closed does not extend it");
         gate.tick(t0 + SPILL_COOL_DOWN);
+        assert_eq!(gate, SpillGate::default());
+    }
+
+    #[test]
+    fn the_spill_gate_takes_one_budget_of_frames_per_window() {
+        let t0 = Instant::now();
+        let mut gate = SpillGate::default();
+        for _ in 0..3 {
+            gate.spilled(4);
+        }
+        gate.tick(t0);
         assert!(gate.is_open());
+        gate.spilled(4);
+        assert!(!gate.is_open(), "the burst's budget is used up");
+        gate.tick(t0 + SPILL_COOL_DOWN / 2);
+        gate.tick(t0 + SPILL_COOL_DOWN);
+        assert!(!gate.is_open(), "the cool-down runs from the closing");
+        gate.tick(t0 + SPILL_COOL_DOWN * 3 / 2);
+        assert!(gate.is_open());
+        // A window that ends without using its budget starts afresh.
+        gate.spilled(4);
+        gate.tick(t0 + SPILL_COOL_DOWN * 2);
+        gate.tick(t0 + SPILL_COOL_DOWN * 3);
+        assert_eq!(gate, SpillGate::default());
     }
 
     #[test]
