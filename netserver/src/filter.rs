@@ -372,7 +372,8 @@ impl Filter {
     /// the frame is small) does it spill into the server's overflow pool —
     /// short bursts only, see [`SpillGate`] — else it is dropped: `no_frame`
     /// when the client posted no free frame, `queue_full` when its rx ring
-    /// is full, `overloaded` while the spill gate cools down after a loss.
+    /// is full, `overloaded` while the spill gate is closed (after a loss,
+    /// or once the filter spilled its share in one window).
     ///
     /// Per frame this is one look at cached ring indices and one write into
     /// the region. Once the region had no room, the rest of the batch does
@@ -516,7 +517,7 @@ impl Filter {
     /// frames their rx entries; once none waits, new frames go straight into
     /// the region again. Spilled frames are copied from server memory
     /// (counted `copied`, or `delivered_small_spilled`). Also ticks the
-    /// spill gate (reading the clock only while it is closed).
+    /// spill gate (reading the clock only while a window or cool-down runs).
     pub fn flush_shared(&self, shared: &mut SharedPath, pool: &OverflowPool) {
         if shared.gate.needs_tick() {
             shared.gate.tick(Instant::now());
