@@ -36,6 +36,9 @@ pub struct Config {
     pub max_filters: u32,
     /// Frames in the backend's receive ring.
     pub rx_ring: u32,
+    /// The CPU the data-path thread is pinned to (`None`: the scheduler's
+    /// choice).
+    pub datapath_cpu: Option<usize>,
     /// af_packet: the zero-copy receive drains with the batched receive
     /// after this many frames in a row were already queued when peeked (and
     /// the socket holds `backlog_bytes`); 0: never. See
@@ -118,6 +121,7 @@ impl Config {
             max_queue_limit: 65_536,
             max_filters: 1024,
             rx_ring: 1024,
+            datapath_cpu: None,
             backlog_frames: crate::backend::af_packet::DEFAULT_BACKLOG_FRAMES,
             backlog_bytes: crate::backend::af_packet::DEFAULT_BACKLOG_BYTES,
             host: None,

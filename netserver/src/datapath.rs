@@ -508,24 +508,47 @@ impl DataPathHandle {
         global: Arc<Counters>,
         wake: Wake,
     ) -> std::io::Result<DataPathHandle> {
+        Self::spawn_on(backend, pool, global, wake, None)
+    }
+
+    /// [`spawn`](Self::spawn) with the thread pinned to `cpu` (if given).
+    pub fn spawn_on(
+        backend: Box<dyn Backend>,
+        pool: Arc<OverflowPool>,
+        global: Arc<Counters>,
+        wake: Wake,
+        cpu: Option<usize>,
+    ) -> std::io::Result<DataPathHandle> {
         let (_, host) = crate::hostpath::HostControl::disabled(wake.clone());
-        Self::spawn_with_host(backend, pool, global, wake, host)
+        Self::spawn_with_host(backend, pool, global, wake, host, cpu)
     }
 
     /// Starts the data-path thread on `backend`, with the host half of the
-    /// control plane (see [`crate::hostpath`]).
+    /// control plane (see [`crate::hostpath`]), pinned to `cpu` if given.
+    /// A CPU the process may not run on is refused here, before the thread
+    /// starts.
     pub fn spawn_with_host(
         mut backend: Box<dyn Backend>,
         pool: Arc<OverflowPool>,
         global: Arc<Counters>,
         wake: Wake,
         host: HostPath,
+        cpu: Option<usize>,
     ) -> std::io::Result<DataPathHandle> {
+        if let Some(cpu) = cpu {
+            crate::sys::cpu::check_allowed(cpu)?;
+        }
         let (tx, rx): (Sender<Command>, Receiver<Command>) = crossbeam_channel::unbounded();
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
             .name("netserver-datapath".into())
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    match crate::sys::cpu::pin_current_thread(cpu) {
+                        Ok(()) => tracing::debug!(cpu, "data path pinned"),
+                        Err(e) => tracing::warn!(cpu, error = %e, "data path not pinned"),
+                    }
+                }
                 thread_wake.register_current();
                 backend.watch_wake(&thread_wake);
                 let mut dp = DataPath {

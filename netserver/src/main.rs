@@ -93,6 +93,11 @@ struct ServeArgs {
     /// Frames in the backend's receive ring.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     rx_ring: u32,
+    /// Pin the data-path thread to this CPU (as DPDK and AF_XDP pollers
+    /// are pinned), so that the scheduler does not move it onto its
+    /// clients' core (default: not pinned).
+    #[arg(long, value_name = "CPU")]
+    datapath_cpu: Option<usize>,
     /// af_packet: when this many frames in a row were already queued when
     /// peeked (the server is behind) and the socket holds --backlog-bytes,
     /// drain them with the batched receive (one copy each) instead of peek
@@ -150,6 +155,7 @@ impl ServeArgs {
         c.max_frames = self.max_frames;
         c.max_filters = self.max_filters;
         c.rx_ring = self.rx_ring;
+        c.datapath_cpu = self.datapath_cpu;
         if let Some(ip) = &self.ip {
             let (ip, prefix_len) =
                 netserver::config::HostIdentity::parse_ip(ip).map_err(|e| format!("--ip: {e}"))?;

@@ -53,6 +53,8 @@ pub enum ServeError {
     },
     #[error("cannot start a server thread or runtime: {0}")]
     Thread(#[source] io::Error),
+    #[error("--datapath-cpu {0}: {1}; pick one of those CPUs or leave the option out")]
+    DatapathCpu(usize, #[source] io::Error),
 }
 
 /// Removes a stale socket file (a server that died without cleaning up);
@@ -223,9 +225,18 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
     if let Some(h) = &host_config {
         tracing::info!(ip = %h.ip, prefix = h.prefix_len, mac = %h.mac, "host on the link");
     }
-    let datapath =
-        DataPathHandle::spawn_with_host(backend, pool.clone(), global.clone(), wake, host_path)
-            .map_err(ServeError::Thread)?;
+    let datapath = DataPathHandle::spawn_with_host(
+        backend,
+        pool.clone(),
+        global.clone(),
+        wake,
+        host_path,
+        config.datapath_cpu,
+    )
+    .map_err(|e| match config.datapath_cpu {
+        Some(cpu) if e.kind() == io::ErrorKind::InvalidInput => ServeError::DatapathCpu(cpu, e),
+        _ => ServeError::Thread(e),
+    })?;
     let attach_book = Arc::new(AttachBook::new(
         datapath.commander(),
         exchange::server::ServerConfig {

@@ -346,3 +346,38 @@ fn backlog_flags_apply_to_af_packet_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("af_packet:IFACE"), "{err}");
 }
+
+#[test]
+fn a_datapath_cpu_the_process_cannot_use_is_refused_with_the_ones_it_can() {
+    let dir = TempDir::new("cpu");
+    let out = Command::new(env!("CARGO_BIN_EXE_netserver"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.socket())
+        .args(["--datapath-cpu", "4095"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--datapath-cpu 4095") && err.contains("allowed: ["),
+        "{err}"
+    );
+    assert!(
+        !dir.socket().exists(),
+        "no socket for a server that did not start"
+    );
+}
+
+#[test]
+fn a_server_pinned_to_an_allowed_cpu_serves() {
+    let dir = TempDir::new("pinned");
+    let socket = dir.socket();
+    let cpu = netserver::sys::cpu::allowed_cpus().unwrap()[0].to_string();
+    let server = Server::start(&socket, &["--datapath-cpu", &cpu]);
+    run(async {
+        let operator = Operator::connect(&socket).await.unwrap();
+        operator.shutdown().await.unwrap();
+    });
+    assert!(server.wait_exit().success());
+}

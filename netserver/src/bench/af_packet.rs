@@ -251,6 +251,10 @@ fn run_at(place: &Place, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
                             small_threshold: 128,
                             ring: args.ring,
                             busy_poll: false,
+                            // The bare reader and the sender float too:
+                            // pinning only the server's threads would
+                            // compare two different setups.
+                            pin: false,
                         };
                         group.push(server(
                             place,

@@ -11,6 +11,7 @@
 //! | [`dma`] | the generator backend's one write of a frame into a client's region frame (a NIC's DMA) |
 //! | [`mmsg`] | batched UDP receive and send (`recvmmsg`/`sendmmsg`), the kernel baseline of `bench delivery` |
 //! | [`mem`] | anonymous page-aligned mappings the kernel may write into |
+//! | [`cpu`] | pinning a thread to a CPU (`sched_setaffinity`) |
 //!
 //! Everything above this module is safe Rust. The rules, from `STYLE.md`:
 //! every `unsafe` block carries a `// SAFETY:` comment, every `unsafe fn` a
@@ -26,6 +27,7 @@
 #![allow(unsafe_code)]
 
 pub mod af_packet;
+pub mod cpu;
 pub mod dma;
 pub mod mem;
 pub mod mmsg;
