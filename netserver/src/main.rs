@@ -211,9 +211,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench(cmd) => {
+            // Lines as they are measured (stdout is line-buffered).
+            let mut print = |line: &str| println!("{line}");
             let r = match &cmd {
-                BenchCmd::Delivery(args) => netserver::bench::delivery::run(args),
-                BenchCmd::AfPacket(args) => netserver::bench::af_packet::run(args),
+                BenchCmd::Delivery(args) => netserver::bench::delivery::run(args, &mut print),
+                BenchCmd::AfPacket(args) => netserver::bench::af_packet::run(args, &mut print),
             };
             match r {
                 Ok(_) => ExitCode::SUCCESS,

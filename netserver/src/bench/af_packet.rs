@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::delivery::{DataPathRig, SharedOpts};
-use super::{client_port, setup, BenchError, Printer, Row};
+use super::{client_port, setup, BenchError, Output, Printer, Row};
 use crate::backend::af_packet::{
     bare_reader, AfPacket, AfPacketOptions, BareMode, FrameBody, PathCounters,
     DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_FRAMES,
@@ -183,9 +183,9 @@ impl AfPacketArgs {
     }
 }
 
-/// Runs the comparison, printing each row as it is measured; returns the
-/// rows.
-pub fn run(args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
+/// Runs the comparison, handing each output line to `out` (the rows of a
+/// frame size and client count, then their summary); returns the rows.
+pub fn run(args: &AfPacketArgs, out: Output<'_>) -> Result<Vec<Row>, BenchError> {
     args.validate()?;
     let place = if args.iface == "auto" {
         if let Some(reason) = netns::unavailable_because(&[]) {
@@ -208,16 +208,16 @@ pub fn run(args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
             peer,
         }
     };
-    run_at(&place, args)
+    run_at(&place, args, out)
 }
 
 /// [`run`] on a veth pair built by the caller (`args.iface` is ignored).
-pub fn run_on(lab: VethLab, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
+pub fn run_on(lab: VethLab, args: &AfPacketArgs, out: Output<'_>) -> Result<Vec<Row>, BenchError> {
     args.validate()?;
-    run_at(&Place::Lab(lab), args)
+    run_at(&Place::Lab(lab), args, out)
 }
 
-fn run_at(place: &Place, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
+fn run_at(place: &Place, args: &AfPacketArgs, out: Output<'_>) -> Result<Vec<Row>, BenchError> {
     let printer = Printer { json: args.json };
     let want = |c: &str| args.cases.iter().any(|x| x == c);
     let mut rows = Vec::new();
@@ -272,10 +272,10 @@ fn run_at(place: &Place, args: &AfPacketArgs) -> Result<Vec<Row>, BenchError> {
                 if !row.case.starts_with("bare") {
                     row.vs_baseline = summary.bare_mpps.map(|b| row.mpps / b.max(1e-9));
                 }
-                printer.print(&row);
+                out(&printer.line(&row));
                 rows.push(row);
             }
-            summary.print(args.json);
+            out(&summary.line(args.json));
         }
     }
     Ok(rows)
@@ -336,8 +336,9 @@ impl Summary {
         }
     }
 
-    fn print(&self, json: bool) {
-        let line = if json {
+    /// The summary's output line.
+    fn line(&self, json: bool) -> String {
+        if json {
             serde_json::to_string(self).unwrap_or_default()
         } else {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
@@ -354,8 +355,7 @@ impl Summary {
                 f(self.server_zero_copy_mpps),
                 pct(self.ratio_zero_copy),
             )
-        };
-        super::print_line(&line);
+        }
     }
 }
 
@@ -797,11 +797,11 @@ mod tests {
 
     #[test]
     fn named_iface_needs_a_peer() {
-        let err = run(&AfPacketArgs::new("eth0")).unwrap_err();
+        let err = run(&AfPacketArgs::new("eth0"), &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("--peer"), "{err}");
         let mut args = AfPacketArgs::new("auto");
         args.cases = vec!["nope".into()];
-        assert!(matches!(run(&args), Err(BenchError::Usage(_))));
+        assert!(matches!(run(&args, &mut |_| {}), Err(BenchError::Usage(_))));
     }
 
     /// Runs every case on a tiny count and checks the rows' fields; never a
@@ -816,8 +816,15 @@ mod tests {
             count: 2000,
             ..AfPacketArgs::new("auto")
         };
-        let rows = run_on(lab, &args).unwrap();
+        let mut lines = Vec::new();
+        let rows = run_on(lab, &args, &mut |line| lines.push(line.to_string())).unwrap();
         assert_eq!(rows.len(), 2 * CASES.len(), "{rows:#?}");
+        // Every row, then one summary per frame size, each a JSON object.
+        assert_eq!(lines.len(), rows.len() + 2, "{lines:#?}");
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v.get("case").is_some() || v.get("summary").is_some(), "{v}");
+        }
         for r in &rows {
             let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
             for k in [

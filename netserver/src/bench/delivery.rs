@@ -39,7 +39,7 @@ use clap::Args;
 use exchange::{ClientRegion, Frame, Geometry, Packet, ServerConfig, ServerRegion};
 use filters::{FilterSet, Limits};
 
-use super::{client_port, setup, BenchError, Printer, Row, Tally};
+use super::{client_port, setup, BenchError, Output, Printer, Row, Tally};
 use crate::backend::generator::{udp_dst_port, Generator};
 use crate::backend::Wake;
 use crate::config::Config;
@@ -199,9 +199,9 @@ impl Default for DeliveryArgs {
     }
 }
 
-/// Runs every selected case, printing each row as it is measured; returns
-/// the rows.
-pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
+/// Runs every selected case, handing each row's line to `out` as it is
+/// measured; returns the rows.
+pub fn run(args: &DeliveryArgs, out: Output<'_>) -> Result<Vec<Row>, BenchError> {
     for c in &args.cases {
         if !CASES.contains(&c.as_str()) {
             return Err(BenchError::Usage(format!(
@@ -227,14 +227,14 @@ pub fn run(args: &DeliveryArgs) -> Result<Vec<Row>, BenchError> {
             if want("kernel") {
                 for _ in 0..args.runs {
                     let row = super::kernel_baseline::run(frame_bytes, clients, measure)?;
-                    printer.print(&row);
+                    out(&printer.line(&row));
                     baseline = Some(baseline.map_or(row.mpps, |b: f64| b.max(row.mpps)));
                     rows.push(row);
                 }
             }
             let mut emit = |mut row: Row| {
                 row.vs_baseline = baseline.map(|b| row.mpps / b.max(1e-9));
-                printer.print(&row);
+                out(&printer.line(&row));
                 rows.push(row);
             };
             let opts = SharedOpts {
@@ -808,7 +808,8 @@ mod tests {
             ring: 256,
             ..DeliveryArgs::default()
         };
-        let rows = run(&args).unwrap();
+        let mut lines = Vec::new();
+        let rows = run(&args, &mut |line| lines.push(line.to_string())).unwrap();
         assert_eq!(rows.len(), 4);
         assert!(rows[0].case.starts_with("kernel"));
         let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
@@ -816,8 +817,11 @@ mod tests {
             cases,
             ["kernel-recvmmsg", "shared", "shared-frames", "emulated"]
         );
-        for r in &rows {
-            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        // One output line per row, as measured, each the row's JSON.
+        assert_eq!(lines.len(), rows.len());
+        for (r, line) in rows.iter().zip(&lines) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["case"], r.case.as_str());
             for k in [
                 "case",
                 "frame_bytes",

@@ -124,7 +124,9 @@ impl Row {
     }
 }
 
-/// Prints rows as they come: JSON lines or text.
+/// Formats rows as the bench command prints them: JSON lines or text.
+/// The library hands the lines to the caller's sink (the binary prints
+/// them on stdout as they come); it writes nothing itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     /// One JSON object per line.
@@ -132,25 +134,19 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// Prints one row on stdout.
-    pub fn print(&self, row: &Row) {
-        let line = if self.json {
+    /// The output line of one row.
+    pub fn line(&self, row: &Row) -> String {
+        if self.json {
             row.to_json()
         } else {
             row.to_text()
-        };
-        print_line(&line);
+        }
     }
 }
 
-/// Writes one line of the bench command's output on stdout, flushed at once
-/// so that rows appear while the run goes on.
-pub fn print_line(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
+/// Where a bench's output lines go, one call per line, as they are
+/// measured.
+pub type Output<'a> = &'a mut dyn FnMut(&str);
 
 /// The one-minute load average (0 when `/proc/loadavg` is unreadable).
 pub fn load_average() -> f64 {
