@@ -104,6 +104,8 @@ pub struct Classifier {
     trie: Trie,
     filters: usize,
     reach: Reach,
+    /// The largest bounded reach among the filters (see [`Self::head_reach`]).
+    head_reach: Reach,
 }
 
 impl Classifier {
@@ -125,6 +127,27 @@ impl Classifier {
     /// data path that only peeks at a frame's head knows how much to peek.
     pub fn reach(&self) -> Reach {
         self.reach
+    }
+
+    /// The head a data path should peek at: the largest bounded reach among
+    /// the filters, leaving out filters whose reach is unbounded (a
+    /// protocol-chain walk, a load at a computed offset). On a head that
+    /// long, [`classify_head`](Self::classify_head) decides every frame
+    /// whose walk does not reach such a filter's tests, so one of them
+    /// costs only the frames that need it, not every frame.
+    pub fn head_reach(&self) -> Reach {
+        self.head_reach
+    }
+
+    /// [`classify`](Self::classify) on the first bytes of a frame whose
+    /// `wire_len` may be longer: the tag the whole frame would get, or
+    /// `None` when that cannot be known from `head` (a test the walk needed
+    /// read past it; receive the frame whole and classify that).
+    pub fn classify_head(&self, head: &[u8], wire_len: u32) -> Option<Tag> {
+        if self.reach.within(head.len()) {
+            return Some(self.trie.classify(head, wire_len));
+        }
+        self.trie.classify_head(head, wire_len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -363,10 +386,19 @@ impl FilterSet {
             .reaches
             .last_key_value()
             .map_or(Reach::NOTHING, |(reach, _)| *reach);
+        // `Bounded` sorts before `Unbounded`: the last bounded key.
+        let head_reach = self
+            .reaches
+            .keys()
+            .rev()
+            .find(|reach| **reach != Reach::Unbounded)
+            .copied()
+            .unwrap_or(Reach::NOTHING);
         self.current = Arc::new(Classifier {
             trie,
             filters: self.installed.len(),
             reach,
+            head_reach,
         });
     }
 }
@@ -465,6 +497,40 @@ mod tests {
 
     fn set() -> FilterSet {
         FilterSet::with_seed(Limits::default(), 1)
+    }
+
+    /// One filter whose reach is unbounded costs a whole frame only to the
+    /// frames whose walk reaches its test: a UDP frame to an installed port
+    /// is decided on the head (its match is more specific than the
+    /// protocol chain could be), a TCP frame is not, an ARP frame is.
+    #[test]
+    fn only_frames_that_reach_an_unbounded_test_need_the_whole_frame() {
+        let mut set = set();
+        set.insert(1, udp_dst_port(9)).unwrap();
+        let chain = crate::compile("ip protochain 6").unwrap();
+        let classifier = set.insert(2, chain).unwrap();
+        assert_eq!(classifier.reach(), Reach::Unbounded);
+        let head_reach = classifier.head_reach();
+        assert_eq!(head_reach, udp_dst_port(9).reach());
+        let Reach::Bounded(head) = head_reach else {
+            panic!("bounded: {head_reach:?}")
+        };
+        let mut udp = udp_frame(9);
+        udp.resize(300, 0);
+        assert_eq!(
+            classifier.classify_head(&udp[..head as usize], 300),
+            Some(1)
+        );
+        let mut tcp = udp.clone();
+        tcp[23] = 6;
+        assert_eq!(classifier.classify_head(&tcp[..head as usize], 300), None);
+        assert_eq!(classifier.classify(&tcp, 300), 2);
+        let mut arp = udp.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(
+            classifier.classify_head(&arp[..head as usize], 300),
+            Some(0)
+        );
     }
 
     #[test]

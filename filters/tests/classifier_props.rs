@@ -419,6 +419,37 @@ proptest! {
         }
     }
 
+    /// What the data path relies on when it peeks at a head shorter than
+    /// some filter reads (one with an unbounded reach): `classify_head`
+    /// on any head returns the whole frame's tag or says it cannot know,
+    /// and with only bounded filters a head as long as the reach always
+    /// knows.
+    #[test]
+    fn a_head_classifies_like_the_whole_frame_or_asks_for_it(
+        ops in prop::collection::vec(op(), 1..24),
+        frames in prop::collection::vec(long_frame(), 1..16),
+        cuts in prop::collection::vec(0usize..100, 1..4),
+    ) {
+        let (_, _, versions) = replay(&ops);
+        for (version, _) in &versions {
+            for (frame, wire_len) in &frames {
+                let whole = version.classify(frame, *wire_len);
+                for &len in &cuts {
+                    let head = &frame[..len.min(frame.len())];
+                    match version.classify_head(head, *wire_len) {
+                        Some(tag) => prop_assert_eq!(
+                            tag, whole, "head {:?} of frame {:?}", head, frame
+                        ),
+                        None => prop_assert!(
+                            !version.reach().within(head.len()),
+                            "a head within the reach {:?} must decide", version.reach()
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
     /// The classifier's reach is the largest reach of the filters installed
     /// now, whatever was installed and removed before.
     #[test]
@@ -431,5 +462,13 @@ proptest! {
             .max()
             .unwrap_or(Reach::NOTHING);
         prop_assert_eq!(set.classifier().reach(), expected);
+        let head_expected = naive
+            .filters
+            .iter()
+            .map(|(_, program)| program.reach())
+            .filter(|reach| *reach != Reach::Unbounded)
+            .max()
+            .unwrap_or(Reach::NOTHING);
+        prop_assert_eq!(set.classifier().head_reach(), head_expected);
     }
 }

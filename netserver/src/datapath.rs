@@ -200,6 +200,15 @@ struct DataPath {
     batch_stalled: u32,
 }
 
+/// What a peeked frame's head says ([`DataPath::decide_on_head`]).
+enum HeadVerdict {
+    /// The head decides; with the classifier's tag when it was computed on
+    /// the head.
+    Decides(Option<Tag>),
+    /// Receive the frame whole first.
+    NeedsWhole,
+}
+
 impl DataPath {
     /// Applies a command; returns false on `Stop`.
     fn apply(&mut self, cmd: Command) -> bool {
@@ -273,16 +282,20 @@ impl DataPath {
     /// zero copy included — bypasses them; then the host's control plane
     /// and the destination-MAC fast path ([`crate::hostpath`]).
     fn process(&mut self, frame: &RxFrame<'_>, body: Option<&dyn FrameBody>) {
+        let mut head_verdict = None;
         if let Some(body) = body {
-            if !self.head_decides(frame) {
-                return self.process_whole(frame, body);
+            match self.decide_on_head(frame) {
+                HeadVerdict::NeedsWhole => return self.process_whole(frame, body),
+                HeadVerdict::Decides(tag) => head_verdict = tag,
             }
         }
         let tag = match self.host.receive(frame) {
             Route::Dropped => return self.global.drop_on_entry(DropReason::Firewall),
             Route::Control => return self.global.enter_control(),
             Route::Owner(tag) => tag,
-            Route::Classify => self.classifier.classify(frame.data, frame.wire_len),
+            Route::Classify => {
+                head_verdict.unwrap_or_else(|| self.classifier.classify(frame.data, frame.wire_len))
+            }
         };
         if !self.monitors.is_empty() {
             return self.process_monitored(tag, frame, body);
@@ -384,19 +397,47 @@ impl DataPath {
 
     /// How far into a frame the firewall, the control plane, the classifier
     /// and the monitors read to decide where it goes.
+    #[cfg(test)]
     fn reach(&self) -> Reach {
-        self.classifier
-            .reach()
-            .max(self.monitor_reach)
-            .max(self.host.reach())
+        self.classifier.reach().max(self.head_reach_of_others())
     }
 
-    /// Whether a peeked frame's head decides it: it is the whole frame, or
-    /// it holds every byte the decisions read and the control plane (which
-    /// answers from the whole frame) does not claim it.
-    fn head_decides(&self, frame: &RxFrame<'_>) -> bool {
-        frame.data.len() >= frame.wire_len as usize
-            || (self.reach().within(frame.data.len()) && !self.host.claims(frame.data))
+    /// How much of each frame to peek at: what the firewall, the control
+    /// plane and the monitors read (all the operator's), and the
+    /// classifier's bounded reach. A client filter whose reach is unbounded
+    /// does not make every head longer: the frames whose walk reaches its
+    /// tests are received whole one by one ([`Self::decide_on_head`]).
+    fn head_reach(&self) -> Reach {
+        self.classifier
+            .head_reach()
+            .max(self.head_reach_of_others())
+    }
+
+    fn head_reach_of_others(&self) -> Reach {
+        self.monitor_reach.max(self.host.reach())
+    }
+
+    /// What a peeked frame's head decides. The head decides when it is the
+    /// whole frame, or when it holds every byte the firewall, the control
+    /// plane and the monitors read, the control plane (which answers from
+    /// the whole frame) does not claim the frame, and the classifier's walk
+    /// over the head did not need more (then its verdict comes along, so
+    /// the frame is not classified twice).
+    fn decide_on_head(&self, frame: &RxFrame<'_>) -> HeadVerdict {
+        let head = frame.data;
+        if head.len() >= frame.wire_len as usize {
+            return HeadVerdict::Decides(None);
+        }
+        if !self.head_reach_of_others().within(head.len()) || self.host.claims(head) {
+            return HeadVerdict::NeedsWhole;
+        }
+        if self.classifier.reach().within(head.len()) {
+            return HeadVerdict::Decides(None);
+        }
+        match self.classifier.classify_head(head, frame.wire_len) {
+            Some(tag) => HeadVerdict::Decides(Some(tag)),
+            None => HeadVerdict::NeedsWhole,
+        }
     }
 
     /// A peeked frame its head does not decide: received whole into server
@@ -579,9 +620,11 @@ impl DataPathHandle {
                     }
                     // Peek then place only helps a shared-mode client.
                     let placed = if dp.shared > 0 {
-                        backend.set_head_len(match dp.reach() {
+                        backend.set_head_len(match dp.head_reach() {
                             Reach::Bounded(n) => usize::try_from(n).unwrap_or(usize::MAX),
-                            // Completed before classifying: no use peeking more.
+                            // An operator's rule or monitor reads without
+                            // bound: every frame is completed before it is
+                            // decided, no use peeking.
                             Reach::Unbounded => 0,
                         });
                         backend
@@ -1343,26 +1386,38 @@ mod tests {
         assert!(dp.global.snapshot().identity_holds());
     }
 
-    /// Within the reach, the head decides and the frame goes zero copy; a
-    /// filter whose reach is unbounded (a protocol-chain walk) makes every
-    /// large peeked frame go through server memory, counted `copied`.
+    /// A filter whose reach is unbounded (a protocol-chain walk) does not
+    /// make every frame go through server memory: the head stays as long as
+    /// the bounded filters read, and only a frame whose walk reaches the
+    /// unbounded test is received whole, classified whole and copied,
+    /// counted `copied`.
     #[test]
-    fn an_unbounded_reach_completes_every_frame_and_counts_it_copied() {
+    fn an_unbounded_filter_costs_a_whole_frame_only_to_frames_that_reach_its_test() {
         let (mut dp, clients) = hand_driven(&[(1, "udp dst port 9")], no_host());
         assert_eq!(dp.reach(), Reach::Bounded(78));
         assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 128), Some("client"));
         assert_eq!(paths(&clients[0].0), (1, 1, 0));
 
-        let (mut dp, clients) = hand_driven(&[(3, "ip protochain 17")], no_host());
+        let (mut dp, clients) =
+            hand_driven(&[(1, "udp dst port 9"), (3, "ip protochain 6")], no_host());
+        let (port, chain) = (&clients[0].0, &clients[1].0);
         assert_eq!(dp.reach(), Reach::Unbounded);
-        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 128), Some("server"));
-        assert_eq!(paths(&clients[0].0), (1, 0, 1));
+        assert_eq!(dp.head_reach(), Reach::Bounded(78));
+        // UDP to port 9: the port filter is more specific than the chain
+        // could be, decided on the head, zero copy.
+        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 78), Some("client"));
+        assert_eq!(paths(port), (1, 1, 0));
+        // TCP reaches the chain's test: received whole, then copied.
+        let mut tcp = udp(300, 9, 0);
+        tcp[23] = 6;
+        assert_eq!(peeked(&mut dp, &tcp, 78), Some("server"));
+        assert_eq!(paths(chain), (1, 0, 1));
         // A head that is the whole frame decides whatever the reach.
-        assert_eq!(peeked(&mut dp, &udp(300, 9, 0), 4096), Some("client"));
-        assert_eq!(paths(&clients[0].0), (2, 1, 1));
+        assert_eq!(peeked(&mut dp, &tcp, 4096), Some("client"));
+        assert_eq!(paths(chain), (2, 1, 1));
         // Small frames are complete in the head: nothing to complete.
         assert_eq!(peeked(&mut dp, &udp(190, 9, 0)[..100], 128), None);
-        assert_eq!(clients[0].0.counters.snapshot().delivered_small, 1);
+        assert_eq!(port.counters.snapshot().delivered_small, 1);
     }
 
     /// Operator rules and monitors count in the reach: a drop rule on

@@ -8,8 +8,9 @@
 //! records, and the server's per-filter counters must show that every large
 //! packet took the zero-copy path (peeked, classified, then received by the
 //! kernel straight into the client's frame) and that nothing was copied,
-//! spilled or dropped — or, when an installed filter's reach is unbounded
-//! (`protochain`), that every large packet took the counted copy path.
+//! spilled or dropped — or, for packets whose classification reaches the
+//! test of a filter whose reach is unbounded (`protochain`), the counted
+//! copy path.
 //! Filters reading past the 128-byte small threshold (`udp[150]`) are judged
 //! on the whole frame all the same: the server peeks as far as they read.
 //!
@@ -103,8 +104,9 @@ enum LargePath {
     /// Peeked, classified on the head, received straight into the client's
     /// frame.
     ZeroCopy,
-    /// Received into server memory first, because some installed filter's
-    /// reach is unbounded, then copied once.
+    /// Received into server memory first, because its classification
+    /// reached a test of an installed filter whose reach is unbounded, then
+    /// copied once.
     Copied,
 }
 
@@ -487,9 +489,12 @@ fn a_filter_reading_past_the_small_threshold_gets_whole_frame_verdicts_zero_copy
 }
 
 /// A filter whose reach is unbounded (`protochain` walks headers the packet
-/// locates): every large packet is received whole into server memory,
-/// classified on the whole frame and copied once — counted `copied`, for
-/// this filter's client and the other's alike.
+/// locates): a large packet whose classification reaches its test is
+/// received whole into server memory, classified on the whole frame and
+/// copied once, counted `copied`. Here every IPv4 packet reaches it (`icmp`
+/// is no more specific than `ip protochain`, so the tie is evaluated), so
+/// both clients' large packets take that path; a packet decided before the
+/// chain's test stays zero copy (the data path's unit tests show both).
 #[test]
 fn an_unbounded_filter_makes_large_packets_take_the_counted_copy_path() {
     replay_case(

@@ -164,10 +164,7 @@ fn tests_inserted(
         }
         Err(at) => {
             let below = inserted(&Node::default(), rest, accept, seed);
-            let edge = TestEdge {
-                atom: atom.clone(),
-                link: Link::new(Arc::new(below), 0),
-            };
+            let edge = TestEdge::new(atom.clone(), Link::new(Arc::new(below), 0));
             tests.insert(at, edge);
         }
     }

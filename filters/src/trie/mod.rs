@@ -60,8 +60,20 @@ impl Trie {
     #[inline]
     pub fn classify(&self, frame: &[u8], wire_len: u32) -> crate::Tag {
         let mut best = Best::default();
-        self.root.follow(0, &Packet { frame, wire_len }, &mut best);
+        self.root
+            .follow(0, &Packet::new(frame, wire_len), &mut best);
         best.tag()
+    }
+
+    /// [`classify`](Self::classify) on the first bytes of a frame: the tag,
+    /// or `None` when a test the walk needed read past them (the whole
+    /// frame could be classified otherwise). Subtrees that could not beat
+    /// the best match are skipped as usual, so a cut there does not count.
+    pub fn classify_head(&self, head: &[u8], wire_len: u32) -> Option<crate::Tag> {
+        let mut best = Best::default();
+        let packet = Packet::new(head, wire_len);
+        self.root.follow(0, &packet, &mut best);
+        (!packet.cut.get()).then(|| best.tag())
     }
 
     /// This trie with `accept` at the end of each of `paths`.

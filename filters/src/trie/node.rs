@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use super::hash_node::HashNode;
 use super::path::SwitchKey;
-use crate::atom::Atom;
+use crate::atom::{Atom, Reach};
 use crate::Tag;
 
 /// A filter whose alternative ends at a node: the alternative's atoms are
@@ -135,6 +135,20 @@ impl Link {
 pub struct TestEdge {
     pub atom: Atom,
     pub link: Link,
+    /// How far a frame must be captured for the atom's verdict
+    /// ([`Atom::reach`]), kept to tell a walk over a frame's head when the
+    /// verdict needed more.
+    pub reach: Reach,
+}
+
+impl TestEdge {
+    pub fn new(atom: Atom, link: Link) -> TestEdge {
+        TestEdge {
+            reach: atom.reach(),
+            atom,
+            link,
+        }
+    }
 }
 
 /// The only entry of a node's only hash node, kept inline.
@@ -235,10 +249,18 @@ impl Node {
     /// Follows every branch out of this node, which is `depth` atoms below
     /// the root, that holds for the packet. (The node's own accepts were
     /// offered by the link that led here.)
+    ///
+    /// Every test that reads past the captured bytes is noted in the packet
+    /// ([`Packet::cut`]): on a frame's head, the whole frame might have
+    /// passed it.
     fn walk_below(&self, depth: u32, packet: &Packet<'_>, best: &mut Best) {
         if let Some(chain) = &self.chain {
-            if chain.key.load(packet.frame) == Some(chain.link.label) {
-                chain.link.follow(depth + 1, packet, best);
+            match chain.key.load(packet.frame) {
+                Some(value) if value == chain.link.label => {
+                    chain.link.follow(depth + 1, packet, best)
+                }
+                Some(_) => {}
+                None => packet.cut.set(true),
             }
             return;
         }
@@ -247,15 +269,16 @@ impl Node {
                 continue;
             }
             let Some(value) = switch.key().load(packet.frame) else {
+                packet.cut.set(true);
                 continue;
             };
             if let Some(pairs) = switch.pairs() {
                 // Two levels at once: the child would only test `inner`.
-                let grandchild = pairs
-                    .inner()
-                    .load(packet.frame)
-                    .and_then(|inner| pairs.link(value, inner));
-                if let Some(link) = grandchild {
+                let Some(inner) = pairs.inner().load(packet.frame) else {
+                    packet.cut.set(true);
+                    continue;
+                };
+                if let Some(link) = pairs.link(value, inner) {
                     link.follow(depth + 2, packet, best);
                 }
             } else if let Some(link) = switch.link(value) {
@@ -263,9 +286,13 @@ impl Node {
             }
         }
         for edge in self.tests.iter() {
-            if best.could_be_beaten_at(depth + 1 + edge.link.reach)
-                && edge.atom.eval(packet.frame, packet.wire_len)
-            {
+            if !best.could_be_beaten_at(depth + 1 + edge.link.reach) {
+                continue;
+            }
+            if !edge.reach.within(packet.frame.len()) {
+                packet.cut.set(true);
+            }
+            if edge.atom.eval(packet.frame, packet.wire_len) {
                 edge.link.follow(depth + 1, packet, best);
             }
         }
@@ -304,6 +331,19 @@ pub struct TrieStats {
 pub(super) struct Packet<'a> {
     pub frame: &'a [u8],
     pub wire_len: u32,
+    /// Set when a test the walk evaluated needed bytes past `frame`: its
+    /// verdict on these bytes may differ from its verdict on more of them.
+    pub cut: std::cell::Cell<bool>,
+}
+
+impl<'a> Packet<'a> {
+    pub fn new(frame: &'a [u8], wire_len: u32) -> Packet<'a> {
+        Packet {
+            frame,
+            wire_len,
+            cut: std::cell::Cell::new(false),
+        }
+    }
 }
 
 /// The best match so far: longest alternative, then lowest sequence.
