@@ -36,7 +36,8 @@ pub fn parse(data: &[u8]) {
 /// `classify` target: a filter set built from fuzz-chosen installs and
 /// removals (of decoded atom programs, or of expressions from templates)
 /// classifies a fuzz-chosen frame exactly like the naive reference after
-/// every change.
+/// every change, and a fuzz-chosen head of it like the whole frame or not
+/// at all (`classify_head`).
 pub fn classify(data: &[u8]) {
     let mut input = Reader::new(data);
     let ops = usize::from(input.byte() % 24);
@@ -45,6 +46,7 @@ pub fn classify(data: &[u8]) {
         script.push(decode_op(&mut input));
     }
     let (frame, wire_len) = decode_frame(&mut input);
+    let head = &frame[..usize::from(input.byte()).min(frame.len())];
     let mut set = FilterSet::with_seed(Limits::default(), u64::from(input.byte()));
     let mut naive = Naive::default();
     for op in script {
@@ -57,11 +59,16 @@ pub fn classify(data: &[u8]) {
             },
             Op::Remove(tag) => assert_eq!(set.remove(tag).is_some(), naive.remove(tag)),
         }
+        let classifier = set.classifier();
+        let whole = classifier.classify(&frame, wire_len);
         assert_eq!(
-            set.classifier().classify(&frame, wire_len),
+            whole,
             naive.classify(&frame, wire_len),
             "frame {frame:02x?} wire_len {wire_len}"
         );
+        if let Some(tag) = classifier.classify_head(head, wire_len) {
+            assert_eq!(tag, whole, "head {head:02x?} of frame {frame:02x?}");
+        }
     }
 }
 
