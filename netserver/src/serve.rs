@@ -99,12 +99,27 @@ fn listen_at(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener,
     rustix::process::umask(old);
     let listener = listener.map_err(err)?;
     let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
-        .and_then(|()| std::fs::rename(&staging, path));
+        .and_then(|()| place_socket(&staging, path));
     if let Err(source) = placed {
         let _ = std::fs::remove_file(&staging);
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            return Err(ServeError::InUse(path.to_path_buf()));
+        }
         return Err(err(source));
     }
     Ok(listener)
+}
+
+/// Renames the bound socket at `staging` to `path`, unless something is at
+/// `path` by now (another server that bound it since `clear_stale`: it
+/// keeps it, `AlreadyExists`). Filesystems without `RENAME_NOREPLACE` get a
+/// plain rename.
+fn place_socket(staging: &Path, path: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, staging, CWD, path, RenameFlags::NOREPLACE) {
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => std::fs::rename(staging, path),
+        other => other.map_err(io::Error::from),
+    }
 }
 
 /// [`listen_at`] for tokio's accept loops.
@@ -417,6 +432,22 @@ mod tests {
         // A second server on the same path is refused, and the first keeps it.
         assert!(matches!(listen_at(&path, 0o600), Err(ServeError::InUse(_))));
         drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn placing_a_socket_never_replaces_what_another_server_put_there() {
+        let dir = std::env::temp_dir().join(format!("ns-place-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (staging, path) = (dir.join(".staging"), dir.join("ns.sock"));
+        std::fs::write(&staging, b"ours").unwrap();
+        std::fs::write(&path, b"theirs").unwrap();
+        let err = place_socket(&staging, &path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
+        std::fs::remove_file(&path).unwrap();
+        place_socket(&staging, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"ours");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
