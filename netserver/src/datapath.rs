@@ -431,9 +431,6 @@ impl DataPath {
         if !self.head_reach_of_others().within(head.len()) || self.host.claims(head) {
             return HeadVerdict::NeedsWhole;
         }
-        if self.classifier.reach().within(head.len()) {
-            return HeadVerdict::Decides(None);
-        }
         match self.classifier.classify_head(head, frame.wire_len) {
             Some(tag) => HeadVerdict::Decides(Some(tag)),
             None => HeadVerdict::NeedsWhole,

@@ -279,6 +279,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Counts on the filter's counters and, if given, the server's.
+    fn count(&self, global: Option<&Counters>, f: impl Fn(&Counters)) {
+        f(&self.counters);
+        if let Some(g) = global {
+            f(g);
+        }
+    }
+
     /// A filter and the page frames its client owns at the start.
     pub fn new(
         tag: Tag,
@@ -322,12 +330,6 @@ impl Filter {
     ) -> Outcome {
         let len = frame.data.len() as u32;
         let small = len <= self.geometry.small_threshold;
-        let count = |f: &dyn Fn(&Counters)| {
-            f(&self.counters);
-            if let Some(g) = global {
-                f(g);
-            }
-        };
         // The queue is used only while nothing waits in overflow (order), and
         // `is_full` is exact here: this thread is the only producer.
         if self.overflow.is_empty() && !self.queue.is_full() {
@@ -340,14 +342,14 @@ impl Filter {
                 })
             };
             if let Some(placed) = placed {
-                count(&|c| c.enter(Stage::Queue));
+                self.count(global, |c| c.enter(Stage::Queue));
                 self.push(Stage::Queue, frame, small, placed, pool, global);
                 return Outcome::Queued;
             }
         }
         if !self.overflow.is_full() {
             if let Some(spilled) = pool.spill(frame.data, small) {
-                count(&|c| c.enter(Stage::Overflow));
+                self.count(global, |c| c.enter(Stage::Overflow));
                 self.push(
                     Stage::Overflow,
                     frame,
@@ -359,7 +361,7 @@ impl Filter {
                 return Outcome::Overflow;
             }
         }
-        count(&|c| c.drop_on_entry(DropReason::QueueFull));
+        self.count(global, |c| c.drop_on_entry(DropReason::QueueFull));
         Outcome::Dropped(DropReason::QueueFull)
     }
 
@@ -391,12 +393,6 @@ impl Filter {
     ) -> Outcome {
         let len = captured_len(frame, &src, self.geometry.frame_size as usize);
         let small = len <= self.geometry.small_threshold as usize;
-        let count = |f: &dyn Fn(&Counters)| {
-            f(&self.counters);
-            if let Some(g) = global {
-                f(g);
-            }
-        };
         let meta = RxMeta {
             tag: self.tag,
             timestamp_ns: frame.ts_ns,
@@ -407,7 +403,7 @@ impl Filter {
             match shared.space.place(Stage::Queue, src, len, small, &meta) {
                 Ok(()) => {
                     // Entered now; delivered when the batch is published.
-                    count(&|c| c.enter(Stage::Queue));
+                    self.count(global, |c| c.enter(Stage::Queue));
                     return Outcome::Queued;
                 }
                 Err(full) => {
@@ -426,21 +422,21 @@ impl Filter {
             match shared.space.park(seq, src, len, &meta) {
                 Ok(()) => {
                     shared.next_seq += 1;
-                    count(&|c| c.enter(Stage::Queue));
+                    self.count(global, |c| c.enter(Stage::Queue));
                     return Outcome::Parked;
                 }
                 Err(why) => full = why,
             }
         }
         if !shared.gate.is_open() {
-            count(&|c| c.drop_on_entry(DropReason::Overloaded));
+            self.count(global, |c| c.drop_on_entry(DropReason::Overloaded));
             return Outcome::Dropped(DropReason::Overloaded);
         }
         if self.spill_shared(seq, frame, src, len, small, pool) {
             shared.next_seq += 1;
             let budget = u32::try_from(self.overflow.capacity()).unwrap_or(u32::MAX);
             shared.gate.spilled(budget);
-            count(&|c| c.enter(Stage::Overflow));
+            self.count(global, |c| c.enter(Stage::Overflow));
             return Outcome::Overflow;
         }
         shared.gate.lost();
@@ -448,7 +444,7 @@ impl Filter {
             Full::NoFrame => DropReason::NoFrame,
             Full::Rx => DropReason::QueueFull,
         };
-        count(&|c| c.drop_on_entry(reason));
+        self.count(global, |c| c.drop_on_entry(reason));
         Outcome::Dropped(reason)
     }
 
@@ -581,24 +577,16 @@ impl Filter {
         if !u.is_empty() {
             for (stage, by) in [Stage::Queue, Stage::Overflow].into_iter().zip(u.by_stage) {
                 for (how, (n, bytes)) in [Exit::Small, Exit::Large].into_iter().zip(by) {
-                    self.counters.exit_n(stage, how, n, bytes);
-                    if let Some(g) = global {
-                        g.exit_n(stage, how, n, bytes);
-                    }
+                    self.count(global, |c| c.exit_n(stage, how, n, bytes));
                 }
             }
             // Every large frame delivered is counted in exactly one of
             // `zero_copy` / `copied`, for the filter and for the server.
-            self.counters.large_paths(u.zero_copy, u.copied);
-            if let Some(g) = global {
-                g.large_paths(u.zero_copy, u.copied);
-            }
+            self.count(global, |c| c.large_paths(u.zero_copy, u.copied));
             // Parked frames a revoked region could not take.
-            self.counters
-                .exit_n(Stage::Queue, Exit::Closed, u.closed, 0);
-            if let Some(g) = global {
-                g.exit_n(Stage::Queue, Exit::Closed, u.closed, 0);
-            }
+            self.count(global, |c| {
+                c.exit_n(Stage::Queue, Exit::Closed, u.closed, 0)
+            });
         }
         for (kind, n) in shared.space.new_violations() {
             self.shared.violations[kind as usize].fetch_add(n, Ordering::Relaxed);
@@ -628,16 +616,10 @@ impl Filter {
         global: Option<&Counters>,
     ) {
         let parked = shared.space.close_parked();
-        self.counters.exit_n(Stage::Queue, Exit::Closed, parked, 0);
-        if let Some(g) = global {
-            g.exit_n(Stage::Queue, Exit::Closed, parked, 0);
-        }
+        self.count(global, |c| c.exit_n(Stage::Queue, Exit::Closed, parked, 0));
         if let Some((stage, d)) = shared.held {
             self.release(d, pool);
-            self.counters.exit(stage, Exit::Closed, 0);
-            if let Some(g) = global {
-                g.exit(stage, Exit::Closed, 0);
-            }
+            self.count(global, |c| c.exit(stage, Exit::Closed, 0));
         }
         self.drain_closed(pool, global);
     }
@@ -733,10 +715,7 @@ impl Filter {
                 "bug: filter queue full after check; please report"
             );
             self.release(d, pool);
-            self.counters.exit(stage, Exit::Closed, 0);
-            if let Some(g) = global {
-                g.exit(stage, Exit::Closed, 0);
-            }
+            self.count(global, |c| c.exit(stage, Exit::Closed, 0));
         }
     }
 
@@ -780,10 +759,7 @@ impl Filter {
         let mut n = 0;
         while let Some((stage, d)) = self.pop() {
             self.release(d, pool);
-            self.counters.exit(stage, Exit::Closed, 0);
-            if let Some(g) = global {
-                g.exit(stage, Exit::Closed, 0);
-            }
+            self.count(global, |c| c.exit(stage, Exit::Closed, 0));
             n += 1;
         }
         n
