@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::delivery::{DataPathRig, SharedOpts};
+use super::delivery::{pin_bench_thread, DataPathRig, Placement, SharedOpts};
 use super::{client_port, setup, BenchError, Output, Printer, Row};
 use crate::backend::af_packet::{
     bare_reader, AfPacket, AfPacketOptions, BareMode, FrameBody, PathCounters,
@@ -136,6 +136,11 @@ pub struct AfPacketArgs {
     /// backlog switch.
     #[arg(long, default_value_t = DEFAULT_BACKLOG_BYTES, value_name = "N")]
     pub backlog_bytes: u32,
+    /// Leave the threads unpinned (by default the reader — the bare reader or
+    /// the server's data path — runs alone on the last CPU, the sender and
+    /// the clients on the others).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 impl AfPacketArgs {
@@ -155,6 +160,7 @@ impl AfPacketArgs {
             idle_ms: 1000,
             backlog: DEFAULT_BACKLOG_FRAMES,
             backlog_bytes: DEFAULT_BACKLOG_BYTES,
+            no_pin: false,
         }
     }
 
@@ -237,6 +243,7 @@ fn run_at(place: &Place, args: &AfPacketArgs, out: Output<'_>) -> Result<Vec<Row
                 idle: Duration::from_millis(args.idle_ms.max(10)),
                 backlog_frames: args.backlog,
                 backlog_bytes: args.backlog_bytes,
+                placement: Placement::of(!args.no_pin),
             };
             let mut group = Vec::new();
             for _ in 0..args.runs.max(1) {
@@ -251,10 +258,9 @@ fn run_at(place: &Place, args: &AfPacketArgs, out: Output<'_>) -> Result<Vec<Row
                             small_threshold: 128,
                             ring: args.ring,
                             busy_poll: false,
-                            // The bare reader and the sender float too:
-                            // pinning only the server's threads would
-                            // compare two different setups.
-                            pin: false,
+                            // The same CPUs as the bare reader and the
+                            // sender ([`Traffic::placement`]).
+                            pin: !args.no_pin,
                         };
                         group.push(server(
                             place,
@@ -414,6 +420,9 @@ struct Traffic {
     /// The receiver's backlog switch ([`AfPacketOptions`]).
     backlog_frames: u32,
     backlog_bytes: u32,
+    /// Where the threads run: the reader (bare or the data path) on
+    /// `datapath()`, the sender and the clients on `client(_)`.
+    placement: Placement,
 }
 
 /// Frames consumed so far (read by the bare reader, or received by the
@@ -448,6 +457,7 @@ impl SenderThread {
         let peer = place.peer_if().to_string();
         let traffic = traffic.clone();
         let thread = place.spawn_peer(move || -> io::Result<SendReport> {
+            pin_bench_thread(traffic.placement.client(0));
             let config = PacketSocketConfig {
                 promiscuous: false,
                 ignore_outgoing: true,
@@ -618,6 +628,7 @@ fn bare(
     let sender = SenderThread::spawn(place, traffic, progress)?;
     let options = receive_options(traffic);
     let report = place.in_server(|| {
+        pin_bench_thread(traffic.placement.datapath());
         bare_reader(
             place.server_if(),
             &options,

@@ -161,14 +161,19 @@ impl Placement {
         }
     }
 
+    /// The data path's CPU, if pinned.
+    pub fn datapath(&self) -> Option<usize> {
+        self.datapath
+    }
+
     /// The CPU of client `i`, if pinned.
-    fn client(&self, i: usize) -> Option<usize> {
+    pub fn client(&self, i: usize) -> Option<usize> {
         (!self.clients.is_empty()).then(|| self.clients[i % self.clients.len()])
     }
 }
 
 /// Pins the calling bench thread, or says why it could not.
-fn pin_bench_thread(cpu: Option<usize>) {
+pub(super) fn pin_bench_thread(cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         if let Err(e) = crate::sys::cpu::pin_current_thread(cpu) {
             tracing::warn!(cpu, error = %e, "bench thread not pinned");
