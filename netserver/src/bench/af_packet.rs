@@ -45,6 +45,12 @@
 //! fast as the sender can; then the kernel drops what the reader cannot keep
 //! up with (`kernel_drops`, from `PACKET_STATISTICS`, reported in every row).
 //!
+//! Threads are pinned by default (`Placement`): the reader — the bare
+//! reader, or the server's data path — alone on the last CPU, the sender and
+//! the clients on the others, so that every case reads on a core of its own
+//! as `serve --datapath-cpu` places a server; `--no-pin` leaves them all to
+//! the scheduler.
+//!
 //! The rate is frames consumed over the time from the first send to the last
 //! frame consumed, measured the same way for every case. Cases alternate
 //! within each of `--runs` runs; a summary line per frame size gives the
