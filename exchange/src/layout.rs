@@ -778,7 +778,7 @@ impl Layout {
 
     /// Validates a header (a copy read out of the region) against `limits`:
     /// magic, version, geometry, and every offset must match what
-    /// [`Layout::new`] computes.
+    /// [`Layout::new`] computes, and the reserved words must be zero.
     pub fn from_header(header: &RegionHeader, limits: &Limits) -> Result<Layout, GeometryError> {
         if header.magic != MAGIC {
             return Err(GeometryError::BadMagic);
@@ -790,7 +790,7 @@ impl Layout {
         }
         let layout = Layout::new(header.geometry(), limits)?;
         let expected = layout.header();
-        let pairs: [(&'static str, u64, u64); 8] = [
+        let pairs: [(&'static str, u64, u64); 11] = [
             (
                 "header_size",
                 header.header_size.into(),
@@ -807,6 +807,10 @@ impl Layout {
             ),
             ("small_offset", header.small_offset, expected.small_offset),
             ("frame_offset", header.frame_offset, expected.frame_offset),
+            // Zero today, so that a later version can give them a meaning.
+            ("reserved[0]", header.reserved[0], expected.reserved[0]),
+            ("reserved[1]", header.reserved[1], expected.reserved[1]),
+            ("reserved[2]", header.reserved[2], expected.reserved[2]),
         ];
         for (field, found, expected) in pairs {
             if found != expected {
@@ -992,6 +996,48 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn nonzero_reserved_words_are_refused() {
+        // Found by the `header` fuzz target: the reserved words were not
+        // checked, so a header with garbage there was accepted.
+        let h = Layout::new(Geometry::default(), &Limits::default())
+            .unwrap()
+            .header();
+        for (word, field) in ["reserved[0]", "reserved[1]", "reserved[2]"]
+            .into_iter()
+            .enumerate()
+        {
+            for value in [1, 1 << 63, u64::MAX] {
+                let mut bad = h;
+                bad.reserved[word] = value;
+                assert_eq!(
+                    Layout::from_header(&bad, &Limits::default()),
+                    Err(GeometryError::HeaderMismatch {
+                        field,
+                        found: value,
+                        expected: 0,
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_header_size_is_refused() {
+        let mut bad = Layout::new(Geometry::default(), &Limits::default())
+            .unwrap()
+            .header();
+        bad.header_size = 128;
+        assert_eq!(
+            Layout::from_header(&bad, &Limits::default()),
+            Err(GeometryError::HeaderMismatch {
+                field: "header_size",
+                found: 128,
+                expected: 4096,
+            })
+        );
     }
 
     #[test]

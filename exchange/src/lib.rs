@@ -63,6 +63,8 @@ pub mod client;
 pub mod error;
 pub mod eventfd;
 pub mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod pass;
 pub mod region;
