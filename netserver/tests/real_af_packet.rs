@@ -419,7 +419,7 @@ mod backend {
     use exchange::layout::RX_ZERO_COPY;
     use exchange::{pass, ClientRegion, Geometry, Received, RxMeta, ServerConfig, ServerRegion};
     use netserver::backend::af_packet::{AfPacket, AfPacketOptions};
-    use netserver::backend::Backend;
+    use netserver::backend::{now_ns, Backend};
     use netserver::testing::netns::{real_mode_or_skip, PEER_IF, SERVER_IF};
 
     use super::{assert_same_frames, capture, capture_frames};
@@ -493,6 +493,25 @@ mod backend {
         frames: Vec<Vec<u8>>,
         /// Large frames the client got flagged `RX_ZERO_COPY`.
         zero_copy_flagged: u64,
+        /// The backend's timestamp of each frame, in the order lent.
+        stamps: Vec<u64>,
+    }
+
+    /// Every stamp lies in `[from, to]` and none goes back in time: the
+    /// backend stamps a frame when it takes it (once per call, for all the
+    /// frames of the call).
+    fn assert_stamped(stamps: &[u64], from: u64, to: u64) {
+        assert!(!stamps.is_empty());
+        for (i, &t) in stamps.iter().enumerate() {
+            assert!(
+                (from..=to).contains(&t),
+                "frame {i} stamped {t}, outside {from}..={to}"
+            );
+        }
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]),
+            "stamps go back in time: {stamps:?}"
+        );
     }
 
     /// Drives `nic` the way the data path does — classify on `data`, then
@@ -506,12 +525,14 @@ mod backend {
         let mut placed = Placed {
             frames: Vec::new(),
             zero_copy_flagged: 0,
+            stamps: Vec::new(),
         };
         let mut small = [0u8; 128];
         let mut idle = 0;
         while placed.frames.len() < want && idle < 100 {
             server.refill().unwrap();
             let n = nic.recv_placed(8, Duration::ZERO, &mut |f, body| {
+                placed.stamps.push(f.ts_ns);
                 let meta = RxMeta {
                     tag: 1,
                     timestamp_ns: f.ts_ns,
@@ -601,9 +622,11 @@ mod backend {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("tcpreplay");
+        let started = now_ns();
         let placed = place_until(&mut nic, want.len());
         assert!(replay.wait().expect("tcpreplay").success());
         assert_same_frames(&placed.frames, &want);
+        assert_stamped(&placed.stamps, started, now_ns());
         let c = nic.counters();
         let large = want.iter().filter(|f| f.len() > 128).count() as u64;
         assert_eq!(
@@ -636,8 +659,10 @@ mod backend {
         // `recv_batch_lends_complete_frames_through_the_trait`).
         lab.replay(&capture("tcpdump-afs.pcap"), &["--topspeed"])
             .expect("tcpreplay");
+        let started = now_ns();
         let placed = place_until(&mut nic, want.len());
         assert_same_frames(&placed.frames, &want);
+        assert_stamped(&placed.stamps, started, now_ns());
         let c = nic.counters();
         assert!(c.backlog_switches >= 1, "{c:?}");
         assert!(c.backlog_copied > 0, "{c:?}");
