@@ -72,3 +72,15 @@ fn compile_prints_the_atoms() {
     );
     assert!(stdout.contains("  ip+ihl[2:2] == 0x0035\n"), "{stdout}");
 }
+
+#[test]
+fn an_expression_in_several_words_is_joined_as_tcpdump_does() {
+    let quoted = nsctl(&["filter", "compile", "udp dst port 53"]);
+    let words = nsctl(&["filter", "compile", "udp", "dst", "port", "53"]);
+    assert!(words.status.success(), "{words:?}");
+    assert_eq!(words.stdout, quoted.stdout);
+    // A missing expression is a usage error, not an empty filter.
+    let none = nsctl(&["filter", "compile"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("<EXPRESSION>"));
+}

@@ -13,6 +13,7 @@ use netclient::xarp::{self, ResolveStatus};
 use netclient::{format_mac, Operator, RuleAction};
 
 use crate::server::SocketArg;
+use crate::ExpressionArg;
 
 #[derive(Args)]
 pub struct ResolveArgs {
@@ -48,8 +49,8 @@ pub enum RuleCommand {
         socket: SocketArg,
         #[arg(value_enum)]
         action: Action,
-        /// pcap-filter expression.
-        expression: String,
+        #[command(flatten)]
+        expression: ExpressionArg,
     },
     /// Remove a rule by id.
     Remove {
@@ -142,7 +143,7 @@ pub fn rule(command: RuleCommand) -> ExitCode {
                     Action::Drop => RuleAction::Drop,
                     Action::Count => RuleAction::Count,
                 };
-                let id = op.add_rule(action, &expression).await?;
+                let id = op.add_rule(action, &expression.text()).await?;
                 println!("{id}");
             }
             RuleCommand::Remove { id, .. } => op.remove_rule(id).await?,

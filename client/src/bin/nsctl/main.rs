@@ -3,11 +3,30 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 mod filter;
 mod host;
 mod server;
+
+/// A pcap-filter expression given as one or more words, joined with spaces
+/// as tcpdump does: `nsctl install udp port 53` and `nsctl install 'udp
+/// port 53'` are the same. Every command that takes an expression takes it
+/// this way.
+#[derive(Args)]
+pub struct ExpressionArg {
+    /// pcap-filter expression (several words are joined with spaces, as
+    /// tcpdump does).
+    #[arg(required = true, num_args = 1.., value_name = "EXPRESSION")]
+    words: Vec<String>,
+}
+
+impl ExpressionArg {
+    /// The expression as one string.
+    pub fn text(&self) -> String {
+        self.words.join(" ")
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "nsctl", version, about = "netserver control tool")]

@@ -6,19 +6,21 @@ use std::process::ExitCode;
 
 use filters::{CompileError, Program};
 
+use crate::ExpressionArg;
+
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// Classic pcap file (Ethernet link type) to evaluate on.
     #[arg(long)]
     pub pcap: PathBuf,
-    /// pcap-filter expression.
-    pub expression: String,
+    #[command(flatten)]
+    pub expression: ExpressionArg,
 }
 
 #[derive(clap::Args)]
 pub struct CompileArgs {
-    /// pcap-filter expression.
-    pub expression: String,
+    #[command(flatten)]
+    pub expression: ExpressionArg,
 }
 
 /// Exit status for an expression the compiler refuses.
@@ -28,7 +30,7 @@ const BAD_CAPTURE: u8 = 1;
 
 /// Prints one line: `1`/`0` per record of the capture, in file order.
 pub fn eval(args: EvalArgs) -> ExitCode {
-    let program = match compile_expression(&args.expression) {
+    let program = match compile_expression(&args.expression.text()) {
         Ok(program) => program,
         Err(code) => return code,
     };
@@ -46,7 +48,7 @@ pub fn eval(args: EvalArgs) -> ExitCode {
 
 /// Prints the atom program, one block per alternative.
 pub fn compile(args: CompileArgs) -> ExitCode {
-    match compile_expression(&args.expression) {
+    match compile_expression(&args.expression.text()) {
         Ok(program) => {
             print!("{program}");
             ExitCode::SUCCESS

@@ -11,15 +11,14 @@ use netclient::capture::PcapSink;
 use netclient::{Delivery, Fetch, InstallOptions, Mode, Operator};
 
 use super::{Failure, SocketArg};
+use crate::ExpressionArg;
 
 #[derive(Args)]
 pub struct InstallArgs {
     #[command(flatten)]
     socket: SocketArg,
-    /// pcap-filter expression (several words are joined with spaces, as
-    /// tcpdump does).
-    #[arg(required = true, num_args = 1.., value_name = "EXPRESSION")]
-    expression: Vec<String>,
+    #[command(flatten)]
+    expression: ExpressionArg,
     /// Exit after N packets.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -97,7 +96,7 @@ impl Counts {
 }
 
 pub async fn run(args: InstallArgs) -> Result<ExitCode, Failure> {
-    let expression = args.expression.join(" ");
+    let expression = args.expression.text();
     let timeout = seconds("timeout", args.timeout)?;
     let idle_exit = seconds("idle-exit", args.idle_exit)?;
     if args.batch == 0 {
