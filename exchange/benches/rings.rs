@@ -2,12 +2,10 @@
 //! protocol itself: validation, atomics, frame accounting; no cross-core
 //! traffic). `cargo bench -p exchange`.
 
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use exchange::{pass, ClientRegion, Geometry, Packet, RxMeta, ServerConfig, ServerRegion};
+use exchange::{ClientRegion, Geometry, Packet, RxMeta, ServerConfig, ServerRegion};
 
 const BATCH: usize = 64;
 
@@ -19,15 +17,7 @@ fn pair() -> (ClientRegion, Vec<exchange::Frame>, ServerRegion) {
         frame_count: 256,
         ..Geometry::default()
     };
-    let (client, frames) = ClientRegion::create(g).unwrap();
-    let (a, b) = UnixStream::pair().unwrap();
-    client.send_to(a.as_fd(), &[0; pass::TOKEN_LEN]).unwrap();
-    let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(1)).unwrap();
-    (
-        client,
-        frames,
-        ServerRegion::attach(req.fds, &ServerConfig::default()).unwrap(),
-    )
+    ServerRegion::pair(g, &ServerConfig::default()).unwrap()
 }
 
 fn small(c: &mut Criterion) {

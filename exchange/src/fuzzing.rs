@@ -4,18 +4,15 @@
 //!
 //! Not a stable API.
 
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use crate::layout::{
     RegionHeader, RingLayout, CACHE_LINE, HEADER_SIZE, HEADER_WORDS, MAGIC, MIN_FRAME_SIZE,
     MIN_SMALL_SLOT_SIZE, PAGE_SIZE, RING_CTRL_SIZE, RX_SMALL, VERSION,
 };
 use crate::{
-    pass, ClientRegion, FrameState, Geometry, Layout, Limits, PlaceError, RingId, RxMeta,
-    ServerConfig, ServerFrame, ServerRegion, TxPacket, Violation,
+    ClientRegion, FrameState, Geometry, Layout, Limits, PlaceError, RingId, RxMeta, ServerConfig,
+    ServerFrame, ServerRegion, TxPacket, Violation,
 };
 
 /// `header` target: any 128 bytes as a header (optionally mended so that the
@@ -261,14 +258,7 @@ pub fn session(data: &[u8]) {
         max_tx_len: if input.byte() & 1 == 0 { 65535 } else { 3000 },
         ..ServerConfig::default()
     };
-    let (client, _tokens) = ClientRegion::create(geometry).expect("create region");
-    let (a, b) = UnixStream::pair().expect("socketpair");
-    client
-        .send_to(a.as_fd(), &[7; pass::TOKEN_LEN])
-        .expect("send region");
-    let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2))
-        .expect("receive region");
-    let server = ServerRegion::attach(req.fds, &config).expect("attach region");
+    let (client, _frames, server) = ServerRegion::pair(geometry, &config).expect("attach region");
     let mut s = Session {
         layout: *client.layout(),
         client,

@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use rustix::net::RecvFlags;
 
+use crate::client::{ClientRegion, Frame};
 use crate::error::{DescriptorFault, PlaceError, Violation, ViolationCounts};
 use crate::eventfd::EventFd;
 use crate::frames::FrameTable;
 use crate::layout::{
-    Layout, Limits, RingId, RxDesc, TxCompletion, TxDesc, NO_FRAME, RX_SMALL, RX_TRUNCATED,
-    TX_FLAGS_ALL, TX_SEGMENT2,
+    Geometry, Layout, Limits, RingId, RxDesc, TxCompletion, TxDesc, NO_FRAME, RX_SMALL,
+    RX_TRUNCATED, TX_FLAGS_ALL, TX_SEGMENT2,
 };
 use crate::pass::RegionFds;
 use crate::region::{self, Mapping};
@@ -186,6 +187,31 @@ impl ServerRegion {
         let to_client = EventFd::from_fd(fds.server_to_client)?;
         let from_client = EventFd::from_fd(fds.client_to_server)?;
         Self::attach_parts(fds.memfd, to_client, from_client, config)
+    }
+
+    /// A new client region of `geometry` and its server side, in one
+    /// process: the region is created, sent over a socketpair with
+    /// `SCM_RIGHTS` and verified and mapped by [`attach`](Self::attach), as
+    /// between a client and the server. For tests, benchmarks and fuzzing;
+    /// no frame is posted on the fill ring yet.
+    pub fn pair(
+        geometry: Geometry,
+        config: &ServerConfig,
+    ) -> Result<(ClientRegion, Vec<Frame>, ServerRegion), AttachError> {
+        let (client, frames) = ClientRegion::create(geometry)?;
+        let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|source| PassError::Io {
+            op: "socketpair",
+            source,
+        })?;
+        client.send_to(a.as_fd(), &[0; crate::pass::TOKEN_LEN])?;
+        // Already in the socket: the timeout is never waited out.
+        let req = crate::pass::recv_region(
+            b.as_fd(),
+            crate::pass::TOKEN_LEN,
+            std::time::Duration::from_secs(1),
+        )?;
+        let server = Self::attach(req.fds, config)?;
+        Ok((client, frames, server))
     }
 
     /// [`attach`](Self::attach) with the doorbells already wrapped.

@@ -4,15 +4,13 @@
 //! refuse and count what is wrong, must keep its frame table consistent, and
 //! the well-behaved client must receive every packet, in order, intact.
 
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use exchange::layout::{Layout, TX_STATUS_SENT};
 use exchange::{
-    pass, ClientRegion, FrameState, Geometry, PlaceError, Received, RxMeta, ServerConfig,
-    ServerRegion, Violation, ViolationKind,
+    ClientRegion, FrameState, Geometry, PlaceError, Received, RxMeta, ServerConfig, ServerRegion,
+    Violation, ViolationKind,
 };
 
 /// xorshift64*: deterministic, no dependency.
@@ -43,15 +41,7 @@ fn geometry() -> Geometry {
 }
 
 fn attach(config: &ServerConfig) -> (ClientRegion, Vec<exchange::Frame>, ServerRegion) {
-    let (client, frames) = ClientRegion::create(geometry()).unwrap();
-    let (a, b) = UnixStream::pair().unwrap();
-    client.send_to(a.as_fd(), &[3; pass::TOKEN_LEN]).unwrap();
-    let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2)).unwrap();
-    (
-        client,
-        frames,
-        ServerRegion::attach(req.fds, config).unwrap(),
-    )
+    ServerRegion::pair(geometry(), config).unwrap()
 }
 
 /// One burst of hostile writes over every ring's control block and entries.

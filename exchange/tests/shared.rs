@@ -2,7 +2,6 @@
 //! (exactly as they would be in two processes), wired through the real
 //! `SCM_RIGHTS` path.
 
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -29,13 +28,7 @@ fn attach(
     g: Geometry,
     config: &ServerConfig,
 ) -> (ClientRegion, Vec<exchange::Frame>, ServerRegion) {
-    let (client, frames) = ClientRegion::create(g).unwrap();
-    let (a, b) = UnixStream::pair().unwrap();
-    client.send_to(a.as_fd(), &[9; pass::TOKEN_LEN]).unwrap();
-    let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2)).unwrap();
-    assert_eq!(req.token, [9; pass::TOKEN_LEN]);
-    let server = ServerRegion::attach(req.fds, config).unwrap();
-    (client, frames, server)
+    ServerRegion::pair(g, config).unwrap()
 }
 
 #[test]

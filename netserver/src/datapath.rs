@@ -879,7 +879,6 @@ mod tests {
         Vec<exchange::Frame>,
         exchange::ServerRegion,
     ) {
-        use std::os::fd::AsFd;
         let geometry = exchange::Geometry {
             rx_entries: 8,
             fill_entries: 8,
@@ -890,16 +889,11 @@ mod tests {
             frame_count: frames,
             frame_size: 4096,
         };
-        let (client, tokens) = exchange::ClientRegion::create(geometry).unwrap();
-        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        client.send_to(a.as_fd(), &[1; 16]).unwrap();
-        let req = exchange::pass::recv_region(b.as_fd(), 16, Duration::from_secs(2)).unwrap();
         let config = exchange::server::ServerConfig {
             revoke_after,
             ..Default::default()
         };
-        let server = exchange::ServerRegion::attach(req.fds, &config).unwrap();
-        (client, tokens, server)
+        exchange::ServerRegion::pair(geometry, &config).unwrap()
     }
 
     fn shared_setup(

@@ -412,12 +412,10 @@ mod backend {
     //! the `Backend` trait, and peek-then-place straight into a client's
     //! exchange-region frame.
 
-    use std::os::fd::AsFd;
-    use std::os::unix::net::UnixStream;
     use std::time::Duration;
 
     use exchange::layout::RX_ZERO_COPY;
-    use exchange::{pass, ClientRegion, Geometry, Received, RxMeta, ServerConfig, ServerRegion};
+    use exchange::{ClientRegion, Geometry, Received, RxMeta, ServerConfig, ServerRegion};
     use netserver::backend::af_packet::{AfPacket, AfPacketOptions};
     use netserver::backend::{now_ns, Backend};
     use netserver::testing::netns::{real_mode_or_skip, PEER_IF, SERVER_IF};
@@ -468,12 +466,7 @@ mod backend {
             frame_count: 64,
             frame_size: 4096,
         };
-        let (client, frames) = ClientRegion::create(geometry).unwrap();
-        let (a, b) = UnixStream::pair().unwrap();
-        client.send_to(a.as_fd(), &[3; pass::TOKEN_LEN]).unwrap();
-        let req = pass::recv_region(b.as_fd(), pass::TOKEN_LEN, Duration::from_secs(2)).unwrap();
-        let server = ServerRegion::attach(req.fds, &ServerConfig::default()).unwrap();
-        (client, frames, server)
+        ServerRegion::pair(geometry, &ServerConfig::default()).unwrap()
     }
 
     /// The backend with its backlog switch off: pure peek then place, so a

@@ -442,25 +442,11 @@ fn spawn_region_client(
 /// ring, passes it like the real attach does (`SCM_RIGHTS`), and attaches
 /// the server side.
 fn region_pair(geometry: Geometry) -> Result<(ClientRegion, Vec<Frame>, ServerRegion), BenchError> {
-    let (mut client, mut frames) =
-        ClientRegion::create(geometry).map_err(|e| setup("exchange region")(Box::new(e)))?;
+    let (mut client, mut frames, server) = ServerRegion::pair(geometry, &ServerConfig::default())
+        .map_err(|e| setup("exchange region")(Box::new(e)))?;
     client
         .fill(&mut frames)
         .map_err(|e| setup("fill ring")(Box::new(e)))?;
-    let (a, b) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| setup("socket pair")(Box::new(e)))?;
-    let token = [7u8; exchange::pass::TOKEN_LEN];
-    client
-        .send_to(std::os::fd::AsFd::as_fd(&a), &token)
-        .map_err(|e| setup("region passing")(Box::new(e)))?;
-    let req = exchange::pass::recv_region(
-        std::os::fd::AsFd::as_fd(&b),
-        exchange::pass::TOKEN_LEN,
-        Duration::from_secs(5),
-    )
-    .map_err(|e| setup("region passing")(Box::new(e)))?;
-    let server = ServerRegion::attach(req.fds, &ServerConfig::default())
-        .map_err(|e| setup("region attach")(Box::new(e)))?;
     Ok((client, frames, server))
 }
 
