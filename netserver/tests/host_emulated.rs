@@ -5,7 +5,7 @@
 //! and what the server sends comes back from `Operator.transmitted`.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use netclient::{
     BindOptions, InjectFrame, InstallOptions, Operator, RuleAction, Transport, TxDone, TxStatus,
 };
+use netserver::testing::wait_serving;
 
 const CANONICAL: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x02];
@@ -31,7 +32,7 @@ impl Server {
             std::env::temp_dir().join(format!("netserver-host-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("ns.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_netserver"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netserver"))
             .args(["serve", "--backend", "emulated", "--ip", "10.9.0.1/24"])
             .args(["--mac", "02:aa:00:00:00:01"])
             .arg("--socket")
@@ -40,14 +41,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start netserver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Path::new(&format!("{}.operator", socket.display())).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not create its sockets"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_serving(&mut child, &socket, Duration::from_secs(20)).unwrap();
         Server { child, dir }
     }
 

@@ -678,9 +678,10 @@ mod server_binary {
     //! workspace's end-to-end tests, which drive clients with `nsctl`.)
 
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use netserver::testing::netns::{real_mode_or_skip, SERVER_IF};
+    use netserver::testing::wait_serving;
 
     use super::capture;
 
@@ -719,20 +720,10 @@ mod server_binary {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while !socket.exists() {
-            if let Some(status) = server.try_wait().unwrap() {
-                let out = server.wait_with_output().unwrap();
-                panic!(
-                    "server exited ({status}): {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server not ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) = wait_serving(&mut server, &socket, Duration::from_secs(20)) {
+            let _ = server.kill();
+            let out = server.wait_with_output().unwrap();
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
         }
         // The backend's socket joined the interface promiscuously.
         assert_eq!(promiscuity(&lab), 1);

@@ -12,12 +12,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netserver::sys::af_packet::{PacketSocket, PacketSocketConfig};
 use netserver::testing::netns::{real_mode_or_skip, Netns, VethLab, PEER_IF, SERVER_IF};
+use netserver::testing::wait_serving;
 
 const HOST_IP: &str = "10.77.0.1";
 const PEER_IP: &str = "10.77.0.2";
@@ -80,15 +81,8 @@ impl Lab {
             .stdout(Stdio::null())
             .spawn()
             .expect("start netserver");
-        let server = Proc(server);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !Path::new(&format!("{}.operator", socket.display())).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not create its sockets"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut server = Proc(server);
+        wait_serving(&mut server.0, &socket, Duration::from_secs(20)).unwrap();
         Some(Lab {
             lab,
             dir,

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netclient::{Delivery, Error, InjectFrame, InstallOptions, Mode, Operator};
+use netserver::testing::wait_serving;
 
 const EDNS: &[u8] = include_bytes!("../../filters/tests/data/pcaps/tcpdump-edns-opts.pcap");
 const GATEWAY: &[u8] = include_bytes!("../../filters/tests/data/pcaps/libpcap-gateway_or_not.pcap");
@@ -39,7 +40,7 @@ struct Server {
 
 impl Server {
     fn start(socket: &Path, extra: &[&str]) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_netserver"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_netserver"))
             .arg("serve")
             .arg("--socket")
             .arg(socket)
@@ -48,15 +49,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start netserver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let operator = PathBuf::from(format!("{}.operator", socket.display()));
-        while !(socket.exists() && operator.exists()) {
-            assert!(
-                Instant::now() < deadline,
-                "server did not create its sockets"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_serving(&mut child, socket, Duration::from_secs(20)).unwrap();
         Server { child }
     }
 

@@ -251,33 +251,9 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
-        let operator = netclient::operator_socket_path(&self.socket);
-        let start = Instant::now();
-        loop {
-            let up = std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
-                && std::os::unix::net::UnixStream::connect(&operator).is_ok();
-            if up {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "netserver exited during startup ({status}); its log:\n{}",
-                    self.log_text()
-                );
-            }
-            if start.elapsed() > PATIENCE {
-                panic!(
-                    "netserver did not open {} and {} within {PATIENCE:?}; its log:\n{}",
-                    self.socket.display(),
-                    operator.display(),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = self.child.as_mut().expect("a started server");
+        if let Err(e) = netserver::testing::wait_serving(child, &self.socket, PATIENCE) {
+            panic!("{e}; its log:\n{}", self.log_text());
         }
     }
 
