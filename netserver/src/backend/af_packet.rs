@@ -372,7 +372,9 @@ impl AfPacket {
             let wait = if n == 0 { timeout } else { Duration::ZERO };
             let (frame_len, head_len, queued) = match self.ring.peek(Some(wait)) {
                 Ok(Some(p)) => {
-                    self.head[..p.head.len()].copy_from_slice(p.head);
+                    if p.head.len() < p.frame_len || p.frame_len > self.small {
+                        self.head[..p.head.len()].copy_from_slice(p.head);
+                    }
                     (p.frame_len, p.head.len(), p.queued)
                 }
                 Ok(None) => break,
@@ -389,30 +391,58 @@ impl AfPacket {
                 tracing::trace!(backend = %self.name, "backlog: draining with the batched receive");
                 return n + self.drain_backlog(max - n, deliver);
             }
+            let wire_len = u32::try_from(frame_len).unwrap_or(u32::MAX);
+            let ts_ns = *ts_ns.get_or_insert_with(now_ns);
+            if head_len == frame_len && frame_len <= self.small {
+                // Complete in the peek: lent straight from the ring's peek
+                // area (asking again returns the same peek, no system call),
+                // so the placement's copy into a small slot is the only one.
+                let again = match self.ring.peek(Some(Duration::ZERO)) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => {
+                        let gone = io::Error::other("a peeked frame is gone (please report)");
+                        self.log_error("peek", &gone);
+                        break;
+                    }
+                    Err(e) => {
+                        self.log_error("peek", &e);
+                        break;
+                    }
+                };
+                let frame = RxFrame {
+                    data: again.head,
+                    wire_len,
+                    ts_ns,
+                };
+                deliver(&frame, None);
+                self.counters.small_in_peek += 1;
+                if let Err(e) = self.ring.consume() {
+                    self.log_error("dequeue", &e);
+                }
+                n += 1;
+                continue;
+            }
+            // A body to receive: the head is copied out of the ring, which
+            // the body needs while the placement reads the head.
             let frame = RxFrame {
                 data: &self.head[..head_len],
-                wire_len: u32::try_from(frame_len).unwrap_or(u32::MAX),
-                ts_ns: *ts_ns.get_or_insert_with(now_ns),
+                wire_len,
+                ts_ns,
             };
-            let complete = head_len == frame_len && frame_len <= self.small;
             let body = PeekedBody {
                 ring: RefCell::new(&mut self.ring),
                 frame_len,
                 taken: Cell::new(false),
                 into_server: Cell::new(false),
             };
-            deliver(&frame, (!complete).then_some(&body as &dyn FrameBody));
+            deliver(&frame, Some(&body as &dyn FrameBody));
             let taken = body.taken.get();
             if body.into_server.get() {
                 self.counters.copied += 1;
             } else if taken {
                 self.counters.zero_copy += 1;
             } else {
-                if complete {
-                    self.counters.small_in_peek += 1;
-                } else {
-                    self.counters.discarded += 1;
-                }
+                self.counters.discarded += 1;
                 if let Err(e) = self.ring.consume() {
                     self.log_error("dequeue", &e);
                 }

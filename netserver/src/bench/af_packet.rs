@@ -769,11 +769,12 @@ fn server(
     // Server side, from the backend's counters: a frame lent complete
     // (batched) is copied once into the client's slot or frame; a peeked
     // frame written into the client's frame by the kernel, none; a small
-    // frame complete in the peek, twice (out of the ring, into the slot).
-    // The client library copies a small slot out once more (counted by the
-    // clients). Spills to the overflow pool are not counted.
+    // frame complete in the peek, once (lent from the ring's peek area, copied
+    // into the slot). What the client library copies is counted by the
+    // clients (nothing: they read small slots in place). Spills to the
+    // overflow pool are not counted.
     let received = (counters.copied + counters.zero_copy + counters.small_in_peek).max(1);
-    let copies = (counters.copied + 2 * counters.small_in_peek) as f64 / received as f64
+    let copies = (counters.copied + counters.small_in_peek) as f64 / received as f64
         + client_copies as f64 / sent.consumed.max(1) as f64;
     let mut row = row(
         case,
