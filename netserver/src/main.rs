@@ -29,8 +29,9 @@ enum Cmd {
     /// Start a server on an emulated NIC, replay the bundled captures to several
     /// clients and print what each received.
     Demo(netserver::demo::DemoArgs),
-    /// Delivery benchmarks: `delivery` (generator → clients, against UDP over
-    /// loopback) and `af_packet` (server against a bare AF_PACKET reader).
+    /// Benchmarks: `delivery` (generator → clients, against UDP over
+    /// loopback), `af_packet` (server against a bare AF_PACKET reader) and
+    /// `exchange` (index exchange against copy and page remapping).
     #[command(subcommand)]
     Bench(BenchCmd),
 }
@@ -44,6 +45,9 @@ enum BenchCmd {
     /// AF_PACKET reader, on the same traffic.
     #[command(name = "af_packet", alias = "af-packet")]
     AfPacket(netserver::bench::af_packet::AfPacketArgs),
+    /// One packet's change of hands: frame index exchange (what the server
+    /// does) against copying the payload and against remapping the page.
+    Exchange(netserver::bench::exchange::ExchangeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -214,8 +218,15 @@ fn main() -> ExitCode {
             // Lines as they are measured (stdout is line-buffered).
             let mut print = |line: &str| println!("{line}");
             let r = match &cmd {
-                BenchCmd::Delivery(args) => netserver::bench::delivery::run(args, &mut print),
-                BenchCmd::AfPacket(args) => netserver::bench::af_packet::run(args, &mut print),
+                BenchCmd::Delivery(args) => {
+                    netserver::bench::delivery::run(args, &mut print).map(drop)
+                }
+                BenchCmd::AfPacket(args) => {
+                    netserver::bench::af_packet::run(args, &mut print).map(drop)
+                }
+                BenchCmd::Exchange(args) => {
+                    netserver::bench::exchange::run(args, &mut print).map(drop)
+                }
             };
             match r {
                 Ok(_) => ExitCode::SUCCESS,

@@ -8,12 +8,16 @@
 //! - [`af_packet`]: `bench af_packet` — the server's delivery rate over a
 //!   real interface (a veth pair it may build itself) against the bare
 //!   AF_PACKET reader that does no demultiplexing, on the same traffic.
+//! - [`exchange`]: `bench exchange` — one packet's change of hands by frame
+//!   index (what the server does) against copying the payload and against
+//!   really remapping the page (DESIGN.md's baselines).
 //!
 //! Each case yields one [`Row`]; `--json` prints one JSON object per line.
 //! Figures and how to reproduce them: `netserver/BENCH.md`.
 
 pub mod af_packet;
 pub mod delivery;
+pub mod exchange;
 pub mod kernel_baseline;
 
 use std::sync::atomic::{AtomicU64, Ordering};

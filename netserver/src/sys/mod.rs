@@ -12,6 +12,7 @@
 //! | [`mmsg`] | batched UDP receive and send (`recvmmsg`/`sendmmsg`), the kernel baseline of `bench delivery` |
 //! | [`mem`] | anonymous page-aligned mappings the kernel may write into |
 //! | [`cpu`] | pinning a thread to a CPU (`sched_setaffinity`) |
+//! | [`remap`] | mapping memfd pages in and out of a reserved window (`MAP_FIXED`), the page-flip baseline of `bench exchange` |
 //!
 //! Everything above this module is safe Rust. The rules, from `STYLE.md`:
 //! every `unsafe` block carries a `// SAFETY:` comment, every `unsafe fn` a
@@ -33,6 +34,7 @@ pub mod mem;
 pub mod mmsg;
 pub mod netif;
 pub mod netns;
+pub mod remap;
 pub mod tun;
 pub mod uring;
 
