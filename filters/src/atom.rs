@@ -332,6 +332,53 @@ impl Atom {
             }
         }
     }
+
+    /// Whether no frame can pass both `self` and `other`, as far as a look
+    /// at the two atoms alone shows: two masked comparisons of one field
+    /// that demand different bits, or an `Eq` that forces the value a `Ne`
+    /// refuses. `false` means "may both hold" (other pairs are never
+    /// called contradictory), so a caller that refuses what may overlap
+    /// stays on the safe side.
+    pub fn contradicts(&self, other: &Atom) -> bool {
+        match (self, other) {
+            (
+                Atom::Eq { field, mask, value },
+                Atom::Eq {
+                    field: f2,
+                    mask: m2,
+                    value: v2,
+                },
+            ) => field == f2 && (value ^ v2) & mask & m2 != 0,
+            (
+                Atom::Eq { field, mask, value },
+                Atom::Ne {
+                    field: f2,
+                    mask: m2,
+                    value: v2,
+                },
+            )
+            | (
+                Atom::Ne {
+                    field: f2,
+                    mask: m2,
+                    value: v2,
+                },
+                Atom::Eq { field, mask, value },
+            ) => {
+                // `x & mask == value` fixes every bit of `m2` when `m2` lies
+                // within `mask`; then `x & m2 != v2` fails iff they agree.
+                field == f2 && m2 & !mask == 0 && value & m2 == *v2
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether one frame may satisfy every atom of `a` and every atom of `b`
+/// (two alternatives): `false` only when some pair of their atoms
+/// [contradicts](Atom::contradicts).
+pub fn may_both_hold(a: &[Atom], b: &[Atom]) -> bool {
+    !a.iter().any(|x| b.iter().any(|y| x.contradicts(y)))
 }
 
 /// Bytes an IPv4 header may span (IHL 15 × 4): the farthest a
@@ -633,6 +680,54 @@ impl fmt::Display for Atom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contradictions_are_found_only_where_no_frame_can_pass_both() {
+        let f = Field::at(12, Width::Half);
+        let eq = |mask, value| Atom::Eq {
+            field: f,
+            mask,
+            value,
+        };
+        let ne = |mask, value| Atom::Ne {
+            field: f,
+            mask,
+            value,
+        };
+        // Different values under one mask; bits that disagree where the
+        // masks overlap.
+        assert!(eq(0xffff, 0x0800).contradicts(&eq(0xffff, 0x86dd)));
+        assert!(eq(0xff00, 0x0800).contradicts(&eq(0x0f00, 0x0900)));
+        // Overlapping masks that agree, disjoint masks: a value passes both.
+        assert!(!eq(0xff00, 0x0800).contradicts(&eq(0x0f00, 0x0800)));
+        assert!(!eq(0xff00, 0x0800).contradicts(&eq(0x00ff, 0x0006)));
+        // Another field is never a contradiction.
+        let other = Atom::Eq {
+            field: Field::at(14, Width::Half),
+            mask: 0xffff,
+            value: 0x86dd,
+        };
+        assert!(!eq(0xffff, 0x0800).contradicts(&other));
+        // Eq forces what Ne refuses, in either order; a Ne on bits the Eq
+        // leaves free, or on another value, can hold.
+        assert!(eq(0xffff, 0x0800).contradicts(&ne(0xffff, 0x0800)));
+        assert!(ne(0xff00, 0x0800).contradicts(&eq(0xffff, 0x0806)));
+        assert!(!eq(0xffff, 0x0800).contradicts(&ne(0xffff, 0x0806)));
+        assert!(!eq(0x00ff, 0x0000).contradicts(&ne(0xffff, 0x0800)));
+        // Two Ne atoms, and relational tests, are never called contradictory.
+        assert!(!ne(0xffff, 1).contradicts(&ne(0xffff, 2)));
+        let test = Atom::Test {
+            lhs: Expr::WireLen,
+            op: RelOp::Lt,
+            rhs: Expr::Const(10),
+        };
+        assert!(!test.contradicts(&eq(0xffff, 0x0800)));
+        assert!(may_both_hold(&[eq(0xffff, 0x0800)], &[test.clone()]));
+        assert!(!may_both_hold(
+            &[test, eq(0xffff, 0x0800)],
+            &[eq(0xffff, 0x86dd)]
+        ));
+    }
 
     #[test]
     fn loads_are_big_endian_and_bounded() {

@@ -288,6 +288,35 @@ impl FilterSet {
             .next()
     }
 
+    /// The first-installed filter, among those `contested` selects, from
+    /// which `program` would take frames if it were installed now: a frame
+    /// that filter matches and `program` matches more specifically (the
+    /// new filter loses every tie, being the last installed).
+    ///
+    /// Conservative: a pair of alternatives, one of each, is taken to match
+    /// a common frame unless two of their atoms contradict each other
+    /// ([`Atom::contradicts`]), and the new one to win it when it has more
+    /// atoms. So `None` means `program` can take no frame from any of them;
+    /// `Some` may name a filter that would in fact keep its frames (one of
+    /// its longer alternatives also matching).
+    pub fn would_take_from(
+        &self,
+        program: &Program,
+        contested: impl Fn(Tag) -> bool,
+    ) -> Option<Tag> {
+        self.iter()
+            .filter(|&(tag, _)| contested(tag))
+            .find(|(_, theirs)| {
+                program.alternatives().iter().any(|ours| {
+                    theirs
+                        .alternatives()
+                        .iter()
+                        .any(|alt| ours.len() > alt.len() && crate::atom::may_both_hold(ours, alt))
+                })
+            })
+            .map(|(tag, _)| tag)
+    }
+
     /// Installs `program` under `tag` and returns the new classifier.
     pub fn insert(&mut self, tag: Tag, program: Program) -> Result<Arc<Classifier>, InstallError> {
         if tag == crate::NOT_INTERESTED {
@@ -576,6 +605,45 @@ mod tests {
         assert_eq!(stats.hash_nodes, 4);
         assert_eq!(stats.hash_entries, 3 + 100);
         assert_eq!(stats.accepts, 100);
+    }
+
+    #[test]
+    fn a_narrower_filter_would_take_from_a_broader_one_and_nothing_else_would() {
+        let compiled = |e: &str| crate::compile(e).unwrap();
+        let mut filters = FilterSet::with_seed(Limits::default(), 3);
+        filters.insert(1, compiled("udp port 53")).unwrap();
+        filters.insert(2, compiled("arp")).unwrap();
+        let all = |_| true;
+        // More atoms on frames the installed filter matches: it would win
+        // them (the hijack the server refuses).
+        for narrower in [
+            "udp port 53 and greater 100",
+            "udp dst port 53 and src net 10.0.0.0/8",
+        ] {
+            assert_eq!(
+                filters.would_take_from(&compiled(narrower), all),
+                Some(1),
+                "{narrower}"
+            );
+        }
+        // Broader, disjoint, or as specific (ties go to the first): nothing.
+        for harmless in [
+            "udp",
+            "ip",
+            "tcp port 53",
+            "udp port 54",
+            "ip6 and tcp",
+            "udp port 53",
+        ] {
+            assert_eq!(
+                filters.would_take_from(&compiled(harmless), all),
+                None,
+                "{harmless}"
+            );
+        }
+        // Only the contested filters count.
+        let narrower = compiled("udp port 53 and greater 100");
+        assert_eq!(filters.would_take_from(&narrower, |t| t != 1), None);
     }
 
     #[test]

@@ -334,6 +334,54 @@ proptest! {
         }
     }
 
+    /// `would_take_from` is conservative: when it names no filter, the new
+    /// filter, once installed, classifies no frame that an installed filter
+    /// had (it only gets frames nobody else matched).
+    #[test]
+    fn a_filter_said_to_take_nothing_takes_no_frame(
+        programs in prop::collection::vec(program(), 1..8),
+        random_probe in program(),
+        narrowing in (any::<prop::sample::Index>(), prop::collection::vec(eq_atom(), 1..3)),
+        narrow in any::<bool>(),
+        frames in prop::collection::vec(frame(), 1..64),
+    ) {
+        // Half the probes narrow an installed filter's alternative with more
+        // atoms: the way one client would take another's frames.
+        let probe = if narrow {
+            let alternatives: Vec<&Vec<Atom>> =
+                programs.iter().flat_map(|p| p.alternatives()).collect();
+            if alternatives.is_empty() {
+                random_probe
+            } else {
+                let (index, extra) = narrowing;
+                let mut alt = alternatives[index.index(alternatives.len())].clone();
+                alt.extend(extra);
+                Program::new(vec![alt])
+            }
+        } else {
+            random_probe
+        };
+        let mut set = FilterSet::with_seed(Limits::default(), 2);
+        for (index, program) in programs.iter().enumerate() {
+            set.insert(index as Tag + 1, program.clone()).unwrap();
+        }
+        let before = set.classifier();
+        let verdict = set.would_take_from(&probe, |_| true);
+        let new_tag = 100;
+        set.insert(new_tag, probe).unwrap();
+        let after = set.classifier();
+        if verdict.is_none() {
+            for (frame, wire_len) in &frames {
+                let was = before.classify(frame, *wire_len);
+                let now = after.classify(frame, *wire_len);
+                prop_assert!(
+                    now != new_tag || was == filters::NOT_INTERESTED,
+                    "the new filter took a frame of {} ({:?})", was, frame
+                );
+            }
+        }
+    }
+
     #[test]
     fn identical_finds_exactly_the_same_alternative_sets(
         programs in prop::collection::vec(program(), 1..8),
