@@ -34,7 +34,11 @@ interface NetServer {
   installFilter @0 (expression :Text, options :FilterOptions) -> (fetch :Fetch);
   # Compiles `expression` (pcap-filter syntax, as tcpdump takes it) and
   # installs it. Fails with a message naming the position of a syntax error,
-  # the limit a filter exceeds, or the conflict with an installed filter.
+  # the limit a filter exceeds, or the conflict with an installed filter:
+  # an exclusive filter identical to one installed (it would receive
+  # nothing), or one that would take frames another client's exclusive
+  # filter claims (more specific on frames both match; filters installed
+  # over the same connection are one client's and may narrow each other).
   # Monitor mode is refused here: use `Operator.installFilter`.
   # The filter lives as long as the returned capability: dropping the last
   # reference, calling `Fetch.close`, or the connection closing removes it
@@ -297,7 +301,8 @@ interface Operator {
   # Stops the server after replying.
 
   installFilter @4 (expression :Text, options :FilterOptions) -> (fetch :Fetch);
-  # Like `NetServer.installFilter`, and monitor mode is allowed.
+  # Like `NetServer.installFilter`, and monitor mode is allowed; the
+  # operator's filters may overlap any client's.
 
   filterStats @5 (tag :UInt64) -> (stats :FilterStats);
   # One filter's counters by tag. A tag from an earlier run of the server

@@ -722,7 +722,10 @@ mod tests {
             rhs: Expr::Const(10),
         };
         assert!(!test.contradicts(&eq(0xffff, 0x0800)));
-        assert!(may_both_hold(&[eq(0xffff, 0x0800)], &[test.clone()]));
+        assert!(may_both_hold(
+            &[eq(0xffff, 0x0800)],
+            std::slice::from_ref(&test)
+        ));
         assert!(!may_both_hold(
             &[test, eq(0xffff, 0x0800)],
             &[eq(0xffff, 0x86dd)]

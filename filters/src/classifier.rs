@@ -288,31 +288,44 @@ impl FilterSet {
             .next()
     }
 
-    /// The first-installed filter, among those `contested` selects, from
-    /// which `program` would take frames if it were installed now: a frame
-    /// that filter matches and `program` matches more specifically (the
-    /// new filter loses every tie, being the last installed).
+    /// The first-installed filter not `is_own` from which `program` would
+    /// take frames if it were installed now: a frame that filter wins today
+    /// and `program` matches more specifically (the new filter loses every
+    /// tie, being the last installed). Filters that `is_own` selects are
+    /// the installer's own: taking frames from them is allowed, and frames
+    /// they already win from another filter are theirs to give.
     ///
-    /// Conservative: a pair of alternatives, one of each, is taken to match
-    /// a common frame unless two of their atoms contradict each other
-    /// ([`Atom::contradicts`]), and the new one to win it when it has more
-    /// atoms. So `None` means `program` can take no frame from any of them;
-    /// `Some` may name a filter that would in fact keep its frames (one of
-    /// its longer alternatives also matching).
-    pub fn would_take_from(
-        &self,
-        program: &Program,
-        contested: impl Fn(Tag) -> bool,
-    ) -> Option<Tag> {
+    /// Conservative: for an alternative of `program` and one of another
+    /// owner's filter with fewer atoms, the two are taken to match a common
+    /// frame unless two of their atoms contradict each other
+    /// ([`Atom::contradicts`]), and that frame to be the other owner's
+    /// unless one of the installer's own alternatives, with more atoms than
+    /// theirs, is implied by the new one (all its atoms are among the new
+    /// alternative's, so it matches every frame the new one does). So `None`
+    /// means `program` can take no frame from another owner; `Some` may
+    /// name a filter that would in fact keep its frames.
+    pub fn would_take_from(&self, program: &Program, is_own: impl Fn(Tag) -> bool) -> Option<Tag> {
+        let own: Vec<&[Atom]> = self
+            .iter()
+            .filter(|&(tag, _)| is_own(tag))
+            .flat_map(|(_, p)| p.alternatives().iter().map(Vec::as_slice))
+            .collect();
+        // `theirs` may lose a frame both match to `ours`, and no own
+        // alternative already wins that frame from it.
+        let may_lose = |ours: &[Atom], theirs: &[Atom]| {
+            ours.len() > theirs.len()
+                && crate::atom::may_both_hold(ours, theirs)
+                && !own
+                    .iter()
+                    .any(|c| c.len() > theirs.len() && c.iter().all(|atom| ours.contains(atom)))
+        };
         self.iter()
-            .filter(|&(tag, _)| contested(tag))
+            .filter(|&(tag, _)| !is_own(tag))
             .find(|(_, theirs)| {
-                program.alternatives().iter().any(|ours| {
-                    theirs
-                        .alternatives()
-                        .iter()
-                        .any(|alt| ours.len() > alt.len() && crate::atom::may_both_hold(ours, alt))
-                })
+                program
+                    .alternatives()
+                    .iter()
+                    .any(|ours| theirs.alternatives().iter().any(|alt| may_lose(ours, alt)))
             })
             .map(|(tag, _)| tag)
     }
@@ -613,18 +626,15 @@ mod tests {
         let mut filters = FilterSet::with_seed(Limits::default(), 3);
         filters.insert(1, compiled("udp port 53")).unwrap();
         filters.insert(2, compiled("arp")).unwrap();
-        let all = |_| true;
+        let none_own = |_| false;
         // More atoms on frames the installed filter matches: it would win
         // them (the hijack the server refuses).
         for narrower in [
             "udp port 53 and greater 100",
             "udp dst port 53 and src net 10.0.0.0/8",
         ] {
-            assert_eq!(
-                filters.would_take_from(&compiled(narrower), all),
-                Some(1),
-                "{narrower}"
-            );
+            let p = compiled(narrower);
+            assert_eq!(filters.would_take_from(&p, none_own), Some(1), "{narrower}");
         }
         // Broader, disjoint, or as specific (ties go to the first): nothing.
         for harmless in [
@@ -635,15 +645,29 @@ mod tests {
             "ip6 and tcp",
             "udp port 53",
         ] {
-            assert_eq!(
-                filters.would_take_from(&compiled(harmless), all),
-                None,
-                "{harmless}"
-            );
+            let p = compiled(harmless);
+            assert_eq!(filters.would_take_from(&p, none_own), None, "{harmless}");
         }
-        // Only the contested filters count.
+        // From one's own filter, anything may be taken.
         let narrower = compiled("udp port 53 and greater 100");
-        assert_eq!(filters.would_take_from(&narrower, |t| t != 1), None);
+        assert_eq!(filters.would_take_from(&narrower, |t| t == 1), None);
+    }
+
+    #[test]
+    fn frames_an_own_filter_already_wins_are_not_another_owners() {
+        let compiled = |e: &str| crate::compile(e).unwrap();
+        let mut filters = FilterSet::with_seed(Limits::default(), 4);
+        filters.insert(1, compiled("udp")).unwrap(); // someone else's
+        filters.insert(2, compiled("udp port 53")).unwrap(); // ours
+        let narrower = compiled("udp port 53 and greater 100");
+        // Port 53 is already ours, not the `udp` owner's: narrowing it
+        // takes nothing from them.
+        assert_eq!(filters.would_take_from(&narrower, |t| t == 2), None);
+        // Without our filter, the same narrowing would take from `udp`.
+        assert_eq!(filters.would_take_from(&narrower, |_| false), Some(1));
+        // A narrowing that reaches beyond what we own still would.
+        let wider = compiled("udp and greater 100");
+        assert_eq!(filters.would_take_from(&wider, |t| t == 2), Some(1));
     }
 
     #[test]

@@ -24,8 +24,9 @@ use crate::tag::{Tag, TagAllocator, TagError};
 /// Who asks for an install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authority {
-    /// A client of the client socket.
-    Client,
+    /// A client of the client socket, by its connection: the filters one
+    /// connection installs are one client's, which may overlap each other.
+    Client { connection: u64 },
     /// A client of the owner-only operator socket.
     Operator,
 }
@@ -88,6 +89,17 @@ pub enum InstallFilterError {
          operator for a monitor filter"
     )]
     Claimed { expression: String, existing: Tag },
+    #[error(
+        "filter {expression:?} would take packets that another client's exclusive filter \
+         {theirs:?} (tag {existing:#018x}) already claims: on packets both match, the more \
+         specific filter wins; install a filter that does not overlap it, or ask the \
+         operator"
+    )]
+    WouldTake {
+        expression: String,
+        existing: Tag,
+        theirs: String,
+    },
 }
 
 /// Why `attachRegion` was refused.
@@ -126,6 +138,8 @@ pub struct AttachGrant {
 #[derive(Debug)]
 pub struct Installed {
     pub tag: Tag,
+    /// Who installed it.
+    pub owner: Authority,
     pub exchange: RefCell<Exchange>,
 }
 
@@ -320,6 +334,48 @@ impl ControlPlane {
         }
     }
 
+    /// DESIGN: a client may not claim traffic that another client's filter
+    /// already owns exclusively; the operator may. Refused, for a client:
+    /// a filter identical to an installed one (it would never receive a
+    /// frame: the first installed wins ties), and a filter that could win
+    /// frames from another owner's filter by being more specific on them
+    /// (`udp port 53 and greater 100` under someone's `udp port 53`). A
+    /// connection may narrow its own filters.
+    fn check_claims(
+        &self,
+        expression: &str,
+        program: &filters::Program,
+        authority: Authority,
+    ) -> Result<(), InstallFilterError> {
+        let Authority::Client { connection } = authority else {
+            return Ok(());
+        };
+        let exclusive = self.exclusive.borrow();
+        if let Some(existing) = exclusive.identical(program) {
+            return Err(InstallFilterError::Claimed {
+                expression: expression.to_owned(),
+                existing,
+            });
+        }
+        let installed = self.installed.borrow();
+        let own = |tag: Tag| {
+            installed
+                .get(&tag)
+                .is_some_and(|f| f.owner == Authority::Client { connection })
+        };
+        match exclusive.would_take_from(program, own) {
+            Some(existing) => Err(InstallFilterError::WouldTake {
+                expression: expression.to_owned(),
+                existing,
+                theirs: installed
+                    .get(&existing)
+                    .map(|f| f.filter().expression.clone())
+                    .unwrap_or_default(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Compiles and installs a filter.
     pub fn install(
         &self,
@@ -363,17 +419,8 @@ impl ControlPlane {
                 expression: expression.to_owned(),
                 source,
             })?;
-        // DESIGN: a client may not claim traffic another client's filter
-        // already owns exclusively. An identical exclusive filter would never
-        // receive a frame (the first installed wins ties), so refuse it
-        // clearly instead; the operator may still install one.
-        if options.mode == Mode::Exclusive && authority == Authority::Client {
-            if let Some(existing) = self.exclusive.borrow().identical(&program) {
-                return Err(InstallFilterError::Claimed {
-                    expression: expression.to_owned(),
-                    existing,
-                });
-            }
+        if options.mode == Mode::Exclusive {
+            self.check_claims(expression, &program, authority)?;
         }
         let tag = self.tags.issue();
         let set = match options.mode {
@@ -399,6 +446,7 @@ impl ControlPlane {
         let exchange = Exchange::new(filter.clone(), client_pages, self.pool.clone(), global);
         let installed = Rc::new(Installed {
             tag,
+            owner: authority,
             exchange: RefCell::new(exchange),
         });
         self.installed.borrow_mut().insert(tag, installed.clone());

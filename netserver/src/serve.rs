@@ -311,15 +311,20 @@ pub fn serve_with(config: Config, ready: impl FnOnce(&Path)) -> Result<(), Serve
         let client_loop = {
             let cp = cp.clone();
             tokio::task::spawn_local(async move {
-                let bootstrap: net_server::Client = capnp_rpc::new_client(NetServerImpl::new(cp));
-                accept_loop(client, bootstrap.client, "client").await;
+                // One bootstrap per connection: it knows which client asks.
+                let bootstrap = |connection| {
+                    let client: net_server::Client =
+                        capnp_rpc::new_client(NetServerImpl::new(cp.clone(), connection));
+                    client.client
+                };
+                accept_loop(client, bootstrap, "client").await;
             })
         };
         let operator_loop = {
             let cp = cp.clone();
             tokio::task::spawn_local(async move {
                 let bootstrap: operator::Client = capnp_rpc::new_client(OperatorImpl::new(cp));
-                accept_loop(operator, bootstrap.client, "operator").await;
+                accept_loop(operator, |_| bootstrap.client.clone(), "operator").await;
             })
         };
         ready(&client_path);
@@ -377,11 +382,14 @@ async fn wait_for_stop(cp: &ControlPlane) {
     }
 }
 
+/// Serves every connection to `listener` with the capability `bootstrap`
+/// makes for it (given the connection's number, from 1).
 async fn accept_loop(
     listener: UnixListener,
-    bootstrap: capnp::capability::Client,
+    bootstrap: impl Fn(u64) -> capnp::capability::Client,
     which: &'static str,
 ) {
+    let mut connections = 0u64;
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -399,7 +407,8 @@ async fn accept_loop(
             Side::Server,
             reader_options(),
         );
-        let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.clone()));
+        connections += 1;
+        let rpc = RpcSystem::new(Box::new(network), Some(bootstrap(connections)));
         tokio::task::spawn_local(async move {
             if let Err(e) = rpc.await {
                 tracing::debug!(error = %e, which, "connection ended with an error");

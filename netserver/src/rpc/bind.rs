@@ -38,9 +38,10 @@ pub fn bind_expression(ip: std::net::Ipv4Addr, transport: Transport, port: u16) 
     format!("dst host {ip} and {transport} dst port {port}")
 }
 
-/// `NetServer.bind`.
+/// `NetServer.bind`, for the client `authority` names.
 pub(crate) async fn bind(
     cp: &Rc<ControlPlane>,
+    authority: Authority,
     params: net_server::BindParams,
     mut results: net_server::BindResults,
 ) -> capnp::Result<()> {
@@ -67,9 +68,7 @@ pub(crate) async fn bind(
         .map(|c| c.ip)
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
     let expression = bind_expression(ip, transport, port);
-    let installed = cp
-        .install(&expression, filter, Authority::Client)
-        .map_err(failed)?;
+    let installed = cp.install(&expression, filter, authority).map_err(failed)?;
     let tag = installed.tag;
     let bound = match host.bind(tag, transport, port, own_mac).await {
         Ok(b) => b,

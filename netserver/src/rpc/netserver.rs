@@ -10,11 +10,20 @@ use crate::control::{Authority, ControlPlane};
 /// Serves `NetServer` to one connection.
 pub struct NetServerImpl {
     cp: Rc<ControlPlane>,
+    /// This connection's number: the filters it installs are one client's
+    /// (see [`Authority::Client`]).
+    connection: u64,
 }
 
 impl NetServerImpl {
-    pub fn new(cp: Rc<ControlPlane>) -> NetServerImpl {
-        NetServerImpl { cp }
+    pub fn new(cp: Rc<ControlPlane>, connection: u64) -> NetServerImpl {
+        NetServerImpl { cp, connection }
+    }
+
+    fn authority(&self) -> Authority {
+        Authority::Client {
+            connection: self.connection,
+        }
     }
 }
 
@@ -30,7 +39,7 @@ impl net_server::Server for NetServerImpl {
         } else {
             None
         };
-        let fetch = super::install(&self.cp, p.get_expression()?, options, Authority::Client)?;
+        let fetch = super::install(&self.cp, p.get_expression()?, options, self.authority())?;
         results.get().set_fetch(fetch);
         Ok(())
     }
@@ -49,6 +58,6 @@ impl net_server::Server for NetServerImpl {
         params: net_server::BindParams,
         results: net_server::BindResults,
     ) -> capnp::Result<()> {
-        super::bind::bind(&self.cp, params, results).await
+        super::bind::bind(&self.cp, self.authority(), params, results).await
     }
 }
