@@ -81,16 +81,19 @@ const CLIENTS: &[ClientSpec] = &[
         queue_limit: 0,
     },
     ClientSpec {
-        name: "v6",
-        expression: "ip6",
-        fetches: true,
-        queue_limit: 0,
-    },
-    ClientSpec {
         name: "slow",
         expression: "udp",
         fetches: false,
         queue_limit: 32,
+    },
+    // Last: `tcp` and `udp` are more specific than `ip6` on IPv6 TCP and UDP
+    // and win those packets, so installed after `ip6` they would take
+    // packets its client claims, which the server refuses.
+    ClientSpec {
+        name: "v6",
+        expression: "ip6",
+        fetches: true,
+        queue_limit: 0,
     },
 ];
 
@@ -340,6 +343,15 @@ pub fn run(args: &DemoArgs, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         Ok(()) => netclient::block_on(drive(&socket, args, &frames, progress))?,
         Err(_) => Err(DemoError::ServerTimeout),
     };
+    if result.is_err() {
+        // `drive` stops the server when it finishes; when it failed on the
+        // way, stop it here, or joining it would wait for ever.
+        let stop =
+            netclient::block_on(async { Operator::connect(&socket).await?.shutdown().await });
+        if let Ok(Err(e)) = stop {
+            tracing::warn!(error = %e, "could not stop the demo server after a failure");
+        }
+    }
     let served = server.join().map_err(|_| DemoError::ServerPanicked)?;
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
