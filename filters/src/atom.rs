@@ -335,10 +335,11 @@ impl Atom {
 
     /// Whether no frame can pass both `self` and `other`, as far as a look
     /// at the two atoms alone shows: two masked comparisons of one field
-    /// that demand different bits, or an `Eq` that forces the value a `Ne`
-    /// refuses. `false` means "may both hold" (other pairs are never
-    /// called contradictory), so a caller that refuses what may overlap
-    /// stays on the safe side.
+    /// that demand different bits, an `Eq` that forces the value a `Ne`
+    /// refuses, or a relational test and its negation. `false` means "may
+    /// both hold" (other pairs are never called contradictory), so a
+    /// caller that refuses what may overlap stays on the safe side. The
+    /// compiler drops contradictory alternatives with it too.
     pub fn contradicts(&self, other: &Atom) -> bool {
         match (self, other) {
             (
@@ -369,6 +370,16 @@ impl Atom {
                 // within `mask`; then `x & m2 != v2` fails iff they agree.
                 field == f2 && m2 & !mask == 0 && value & m2 == *v2
             }
+            // Both evaluate the same expressions: when they can, exactly one
+            // holds; when they cannot, both fail.
+            (
+                Atom::Test { lhs, op, rhs },
+                Atom::Test {
+                    lhs: l2,
+                    op: o2,
+                    rhs: r2,
+                },
+            ) => lhs == l2 && rhs == r2 && *o2 == op.negate(),
             _ => false,
         }
     }
@@ -714,13 +725,26 @@ mod tests {
         assert!(ne(0xff00, 0x0800).contradicts(&eq(0xffff, 0x0806)));
         assert!(!eq(0xffff, 0x0800).contradicts(&ne(0xffff, 0x0806)));
         assert!(!eq(0x00ff, 0x0000).contradicts(&ne(0xffff, 0x0800)));
-        // Two Ne atoms, and relational tests, are never called contradictory.
+        // Two Ne atoms never contradict; a relational test contradicts only
+        // its own negation.
         assert!(!ne(0xffff, 1).contradicts(&ne(0xffff, 2)));
         let test = Atom::Test {
             lhs: Expr::WireLen,
             op: RelOp::Lt,
             rhs: Expr::Const(10),
         };
+        let negated = Atom::Test {
+            lhs: Expr::WireLen,
+            op: RelOp::Lt.negate(),
+            rhs: Expr::Const(10),
+        };
+        assert!(test.contradicts(&negated) && negated.contradicts(&test));
+        let other = Atom::Test {
+            lhs: Expr::WireLen,
+            op: RelOp::Lt,
+            rhs: Expr::Const(20),
+        };
+        assert!(!test.contradicts(&other));
         assert!(!test.contradicts(&eq(0xffff, 0x0800)));
         assert!(may_both_hold(
             &[eq(0xffff, 0x0800)],

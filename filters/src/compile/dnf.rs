@@ -434,72 +434,45 @@ fn conjoin(a: &Conjunction, b: &Conjunction) -> Option<Conjunction> {
 
 /// Adds one atom to a conjunction, keeping it free of duplicates and of
 /// tests implied by an equality on the same field; `false` when the atom
-/// contradicts one already there. Reasoning across atoms on one field is
-/// sound because they read the same bytes: both fail or neither does when
-/// the field was not captured.
+/// contradicts one already there ([`Atom::contradicts`]). Reasoning across
+/// atoms on one field is sound because they read the same bytes: both fail
+/// or neither does when the field was not captured.
 fn add(conjunction: &mut Conjunction, leaf: &Leaf) -> bool {
+    if conjunction
+        .iter()
+        .any(|existing| existing.atom.contradicts(&leaf.atom))
+    {
+        return false;
+    }
     match &leaf.atom {
-        Atom::Eq { field, mask, value } => {
-            let mut index = 0;
-            while index < conjunction.len() {
-                match conjunction[index].atom {
-                    Atom::Eq {
-                        field: other,
-                        mask: other_mask,
-                        value: other_value,
-                    } if other == *field => {
-                        if (value ^ other_value) & mask & other_mask != 0 {
-                            return false;
-                        }
-                        if mask & !other_mask == 0 {
-                            return true;
-                        }
-                    }
-                    Atom::Ne {
-                        field: other,
-                        mask: other_mask,
-                        value: other_value,
-                    } if other == *field && other_mask & !mask == 0 => {
-                        if value & other_mask == other_value {
-                            return false;
-                        }
-                        conjunction.remove(index);
-                        continue;
-                    }
-                    _ => {}
-                }
-                index += 1;
+        Atom::Eq { field, mask, .. } => {
+            // An equality on the same field that fixes at least these bits
+            // implies this one (they agree: no contradiction above).
+            let implied = conjunction.iter().any(|existing| {
+                matches!(existing.atom, Atom::Eq { field: other, mask: other_mask, .. }
+                    if other == *field && mask & !other_mask == 0)
+            });
+            if implied {
+                return true;
+            }
+            // And this one implies every inequality on bits it fixes.
+            conjunction.retain(|existing| {
+                !matches!(existing.atom, Atom::Ne { field: other, mask: other_mask, .. }
+                    if other == *field && other_mask & !mask == 0)
+            });
+        }
+        Atom::Ne { field, mask, .. } => {
+            // Implied by an equality that fixes its bits (to another value:
+            // the same one would have contradicted it).
+            let implied = conjunction.iter().any(|existing| {
+                matches!(existing.atom, Atom::Eq { field: other, mask: other_mask, .. }
+                    if other == *field && mask & !other_mask == 0)
+            });
+            if implied {
+                return true;
             }
         }
-        Atom::Ne { field, mask, value } => {
-            for existing in conjunction.iter() {
-                if let Atom::Eq {
-                    field: other,
-                    mask: other_mask,
-                    value: other_value,
-                } = existing.atom
-                {
-                    if other == *field && mask & !other_mask == 0 {
-                        return other_value & mask != *value;
-                    }
-                }
-            }
-        }
-        Atom::Test { lhs, op, rhs } => {
-            for existing in conjunction.iter() {
-                if let Atom::Test {
-                    lhs: other_lhs,
-                    op: other_op,
-                    rhs: other_rhs,
-                } = &existing.atom
-                {
-                    if other_lhs == lhs && other_rhs == rhs && *other_op == op.negate() {
-                        return false;
-                    }
-                }
-            }
-        }
-        Atom::Protochain { .. } => {}
+        Atom::Test { .. } | Atom::Protochain { .. } => {}
     }
     if !conjunction
         .iter()
