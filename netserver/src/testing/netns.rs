@@ -142,6 +142,36 @@ impl Netns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args)).map(drop)
     }
 
+    /// Waits until interface `ifname` in this namespace is up and can
+    /// send: its operational state is `UP` and its queueing discipline is
+    /// no longer `noop`. After `ip link set up` the kernel attaches the
+    /// real one asynchronously (linkwatch); until then, frames sent
+    /// through it are silently dropped.
+    pub fn wait_link_up(&self, ifname: &str, patience: std::time::Duration) -> io::Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let out = run(Command::new("ip")
+                .arg("-n")
+                .arg(&self.name)
+                .args(["-o", "link", "show", "dev", ifname]))?;
+            let line = String::from_utf8_lossy(&out.stdout);
+            if line.contains("state UP") && !line.contains("qdisc noop") {
+                return Ok(());
+            }
+            if start.elapsed() > patience {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{ifname} in {} not up after {patience:?}: {}",
+                        self.name,
+                        line.trim()
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// A command that runs `program` inside the namespace
     /// (`ip netns exec NAME program`); add arguments and spawn it.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -251,6 +281,9 @@ impl VethLab {
         ]))?;
         server.ip(&["link", "set", SERVER_IF, "up"])?;
         peer.ip(&["link", "set", PEER_IF, "up"])?;
+        let patience = std::time::Duration::from_secs(10);
+        server.wait_link_up(SERVER_IF, patience)?;
+        peer.wait_link_up(PEER_IF, patience)?;
         Ok(VethLab { server, peer })
     }
 
