@@ -444,35 +444,23 @@ fn add(conjunction: &mut Conjunction, leaf: &Leaf) -> bool {
     {
         return false;
     }
-    match &leaf.atom {
-        Atom::Eq { field, mask, .. } => {
-            // An equality on the same field that fixes at least these bits
-            // implies this one (they agree: no contradiction above).
-            let implied = conjunction.iter().any(|existing| {
-                matches!(existing.atom, Atom::Eq { field: other, mask: other_mask, .. }
-                    if other == *field && mask & !other_mask == 0)
-            });
-            if implied {
-                return true;
-            }
-            // And this one implies every inequality on bits it fixes.
-            conjunction.retain(|existing| {
-                !matches!(existing.atom, Atom::Ne { field: other, mask: other_mask, .. }
-                    if other == *field && other_mask & !mask == 0)
-            });
+    if let Atom::Eq { field, mask, .. } | Atom::Ne { field, mask, .. } = &leaf.atom {
+        // An equality on the same field that fixes at least these bits
+        // implies the atom (it agrees with it: no contradiction above).
+        let implied = conjunction.iter().any(|existing| {
+            matches!(existing.atom, Atom::Eq { field: other, mask: other_mask, .. }
+                if other == *field && mask & !other_mask == 0)
+        });
+        if implied {
+            return true;
         }
-        Atom::Ne { field, mask, .. } => {
-            // Implied by an equality that fixes its bits (to another value:
-            // the same one would have contradicted it).
-            let implied = conjunction.iter().any(|existing| {
-                matches!(existing.atom, Atom::Eq { field: other, mask: other_mask, .. }
-                    if other == *field && mask & !other_mask == 0)
-            });
-            if implied {
-                return true;
-            }
-        }
-        Atom::Test { .. } | Atom::Protochain { .. } => {}
+    }
+    if let Atom::Eq { field, mask, .. } = &leaf.atom {
+        // And a new equality implies every inequality on bits it fixes.
+        conjunction.retain(|existing| {
+            !matches!(existing.atom, Atom::Ne { field: other, mask: other_mask, .. }
+                if other == *field && other_mask & !mask == 0)
+        });
     }
     if !conjunction
         .iter()

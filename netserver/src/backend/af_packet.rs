@@ -370,12 +370,14 @@ impl AfPacket {
         let mut ts_ns = None;
         while n < max {
             let wait = if n == 0 { timeout } else { Duration::ZERO };
-            let (frame_len, head_len, queued) = match self.ring.peek(Some(wait)) {
+            let (frame_len, head_len, queued, complete) = match self.ring.peek(Some(wait)) {
                 Ok(Some(p)) => {
-                    if p.head.len() < p.frame_len || p.frame_len > self.small {
+                    // Small and whole in the peek: lent from the ring below.
+                    let complete = p.head.len() == p.frame_len && p.frame_len <= self.small;
+                    if !complete {
                         self.head[..p.head.len()].copy_from_slice(p.head);
                     }
-                    (p.frame_len, p.head.len(), p.queued)
+                    (p.frame_len, p.head.len(), p.queued, complete)
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -393,7 +395,7 @@ impl AfPacket {
             }
             let wire_len = u32::try_from(frame_len).unwrap_or(u32::MAX);
             let ts_ns = *ts_ns.get_or_insert_with(now_ns);
-            if head_len == frame_len && frame_len <= self.small {
+            if complete {
                 // Complete in the peek: lent straight from the ring's peek
                 // area (asking again returns the same peek, no system call),
                 // so the placement's copy into a small slot is the only one.
